@@ -1,0 +1,28 @@
+# The one test command: `make test` (what CI runs, through .ci/run).
+GO       ?= go
+FUZZTIME ?= 10s
+
+.PHONY: test check vet race fuzz run bench
+
+test: check vet race fuzz
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# A short pass of every fuzz target over network input.
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) .
+	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZTIME) ./auth
+
+run:
+	$(GO) run ./cmd/switchboard
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -1,0 +1,155 @@
+package switchboard
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Broadcast sends msg to every connection (with RequireAuth, every authenticated one).
+func (m *Manager) Broadcast(ctx context.Context, msg *Message) error {
+	return m.publish(ctx, &Publication{Kind: TargetAll, Message: prepare(msg, "")})
+}
+
+// BroadcastToUsers sends msg to every connection of each of the given users: a user with
+// several tabs open gets it in each.
+func (m *Manager) BroadcastToUsers(ctx context.Context, msg *Message, userIDs ...string) error {
+	if len(userIDs) == 0 {
+		return nil
+	}
+	return m.publish(ctx, &Publication{Kind: TargetUsers, Users: userIDs, Message: prepare(msg, "")})
+}
+
+// Publish sends msg to the subscribers of topic. The message is sent with its "topic" field
+// set; msg itself is not modified.
+func (m *Manager) Publish(ctx context.Context, topic string, msg *Message) error {
+	if err := m.validTopic(topic); err != nil {
+		return err
+	}
+	return m.publish(ctx, &Publication{Kind: TargetTopic, Topic: topic, Message: prepare(msg, topic)})
+}
+
+// SendToClient sends msg to the connection with the given client ID. With the in-memory
+// broker it returns ErrClientNotFound when no such connection is live.
+func (m *Manager) SendToClient(ctx context.Context, clientID string, msg *Message) error {
+	if _, local := m.broker.(*MemoryBroker); local && m.reg.conn(clientID) == nil {
+		return fmt.Errorf("%w: %q", ErrClientNotFound, clientID)
+	}
+	return m.publish(ctx, &Publication{Kind: TargetClient, Client: clientID, Message: prepare(msg, "")})
+}
+
+func (m *Manager) publish(ctx context.Context, p *Publication) error {
+	if m.closed.Load() {
+		return ErrShutdown
+	}
+	if p.Message == nil || p.Message.Type == "" {
+		return fmt.Errorf("%w: message without a type", ErrBadMessage)
+	}
+	return m.broker.Publish(ctx, p)
+}
+
+// prepare returns msg with an ID, a timestamp and the topic set, copying it only when one of
+// them has to change, so callers may reuse a message across publishes.
+func prepare(msg *Message, topic string) *Message {
+	if msg == nil {
+		return nil
+	}
+	if msg.ID != "" && msg.Timestamp != 0 && msg.Topic == topic {
+		return msg
+	}
+	cp := *msg
+	if cp.ID == "" {
+		cp.ID = uuid.NewString()
+	}
+	if cp.Timestamp == 0 {
+		cp.Timestamp = nowSeconds()
+	}
+	cp.Topic = topic
+	return &cp
+}
+
+func nowSeconds() float64 {
+	return float64(time.Now().UnixMilli()) / 1000
+}
+
+// encodeCache encodes one message at most once per codec, however many recipients use it.
+type encodeCache struct {
+	msg   *Message
+	n     int
+	items [4]encoded
+	more  []encoded
+}
+
+type encoded struct {
+	codec Codec
+	frame []byte
+	err   error
+}
+
+func (e *encodeCache) frame(c Codec) ([]byte, error) {
+	for i := 0; i < e.n; i++ {
+		if e.items[i].codec == c {
+			return e.items[i].frame, e.items[i].err
+		}
+	}
+	for i := range e.more {
+		if e.more[i].codec == c {
+			return e.more[i].frame, e.more[i].err
+		}
+	}
+	f, err := c.Encode(nil, e.msg)
+	if e.n < len(e.items) {
+		e.items[e.n] = encoded{c, f, err}
+		e.n++
+	} else {
+		e.more = append(e.more, encoded{c, f, err})
+	}
+	return f, err
+}
+
+// deliver fans a publication out to this node's local connections. Brokers call it.
+func (m *Manager) deliver(p *Publication) {
+	if p == nil || p.Message == nil {
+		return
+	}
+	start := time.Now()
+	ec := encodeCache{msg: p.Message}
+	sent := 0
+	send := func(c *Conn) {
+		if m.cfg.RequireAuth && p.Kind != TargetClient && c.state.load() != StateAuthenticated {
+			return
+		}
+		if c.enqueueMessage(&ec) {
+			sent++
+		}
+	}
+	switch p.Kind {
+	case TargetAll:
+		m.reg.forEachConn(send)
+	case TargetTopic:
+		s := &m.reg.topics[shardOf(p.Topic)]
+		s.mu.RLock()
+		for c := range s.m[p.Topic] {
+			send(c)
+		}
+		s.mu.RUnlock()
+	case TargetUsers:
+		for _, u := range p.Users {
+			s := &m.reg.users[shardOf(u)]
+			s.mu.RLock()
+			for _, c := range s.m[u] {
+				send(c)
+			}
+			s.mu.RUnlock()
+		}
+	case TargetClient:
+		if c := m.reg.conn(p.Client); c != nil {
+			send(c)
+		}
+	}
+	m.stats.messagesOut.Add(uint64(sent))
+	m.stats.deliveries.Add(1)
+	m.stats.fanoutNanos.Add(uint64(time.Since(start)))
+}

@@ -1,0 +1,167 @@
+package switchboard
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/switchboardrt/switchboard/auth"
+)
+
+// Config configures a Manager. The zero value is a working configuration for a public site:
+// every field documents its default. For numeric limits, zero means "use the default" and a
+// negative value means "no limit" (or "off").
+type Config struct {
+	// Authenticator checks tokens from AUTHENTICATE messages and from the handshake
+	// (Authorization: Bearer header, "token" query parameter, or the TokenCookie cookie).
+	// Nil disables authentication: AUTHENTICATE is answered with AUTHENTICATE_FAILURE.
+	Authenticator auth.Authenticator
+	// RequireAuth admits only CONNECT, AUTHENTICATE, PING, PONG and DISCONNECT before a
+	// connection has authenticated; anything else gets ERROR "unauthorized". A connection
+	// that has not authenticated within AuthTimeout is closed with 1008.
+	RequireAuth bool
+	// AuthTimeout bounds the time to authenticate when RequireAuth is set. Default 10s.
+	AuthTimeout time.Duration
+	// TokenExpiryWarning is how long before a token's expiry the connection gets ERROR
+	// "token_expiring", so the client can send a fresh AUTHENTICATE. Default 30s (at most
+	// half the token's remaining life). At expiry the connection is closed with 4001.
+	TokenExpiryWarning time.Duration
+	// MaxAuthFailures closes a connection with 4001 after this many failed AUTHENTICATE
+	// attempts. Default 5.
+	MaxAuthFailures int
+	// TokenCookie names a cookie read for a handshake token. Default "": cookies are not read.
+	TokenCookie string
+	// TopicAuthorizer decides who may subscribe to what. Default auth.UserTopics: topics
+	// "user:<id>" and "user:<id>:…" are reserved to the user <id>.
+	TopicAuthorizer auth.TopicAuthorizer
+
+	// OriginPatterns lists the host patterns (path.Match syntax, e.g. "*.example.com",
+	// "localhost:*") from which browsers may connect in addition to the same origin.
+	// Default: same origin only. Requests without an Origin header (non-browser clients)
+	// are always allowed.
+	OriginPatterns []string
+	// InsecureSkipOriginCheck accepts any Origin. Only for development.
+	InsecureSkipOriginCheck bool
+
+	// MaxMessageSize caps an inbound message; a larger one closes the connection with 1009.
+	// Default 64 KiB.
+	MaxMessageSize int64
+	// SendQueueSize caps the messages queued for one connection; a connection whose queue
+	// overflows is a slow consumer and is closed with 1013. Default 256.
+	SendQueueSize int
+	// MaxSubscriptions caps the topics one connection may subscribe to. Default 128.
+	MaxSubscriptions int
+	// MaxTopicLength caps a topic name in bytes. Default 200.
+	MaxTopicLength int
+	// MaxConnsPerUser caps the live connections of one user. Default 32.
+	MaxConnsPerUser int
+	// ConnRatePerIP is the sustained rate of connection attempts allowed per client IP, per
+	// second; attempts over it get HTTP 429. Default 10.
+	ConnRatePerIP float64
+	// ConnBurstPerIP is the burst of connection attempts per IP. Default 40.
+	ConnBurstPerIP int
+	// MessageRate is the sustained rate of inbound messages per connection, per second.
+	// A message over it is dropped and answered with ERROR "rate_limited". Default 50.
+	MessageRate float64
+	// MessageBurst is the burst of inbound messages per connection. Default 100.
+	MessageBurst int
+	// RateLimitStrikes closes a connection with 1008 when it keeps exceeding MessageRate:
+	// after this many rejected messages, refilled at one per second. Default 20.
+	RateLimitStrikes int
+
+	// PingInterval is how often the server sends PING to each connection. Default 25s.
+	PingInterval time.Duration
+	// PongTimeout closes a connection (1008) that sends nothing within this long after a
+	// server PING. Default 10s.
+	PongTimeout time.Duration
+	// WriteTimeout closes a connection (1013) whose socket has not accepted a write for this
+	// long. Default 10s.
+	WriteTimeout time.Duration
+
+	// ClientIP extracts the client IP used for per-IP limits. Default: the host part of
+	// r.RemoteAddr. Behind a trusted proxy, read X-Forwarded-For here.
+	ClientIP func(r *http.Request) string
+	// Broker carries publications between nodes. Default: an in-memory broker (one node).
+	Broker Broker
+	// Codec is the wire format of ServeHTTP. Default JSONCodec (wire protocol v1).
+	Codec Codec
+	// Logger receives the manager's logs. Default slog.Default(). Hot paths log only at Debug.
+	Logger *slog.Logger
+
+	// OnConnect is called once a connection is upgraded and registered.
+	OnConnect func(c *Conn)
+	// OnDisconnect is called once a connection is closed and unregistered, with the close
+	// code (1006 when the network failed without a close frame) and reason.
+	OnDisconnect func(c *Conn, code int, reason string)
+	// OnError is called for errors a connection meets: handler panics and errors, illegal
+	// state transitions, protocol violations.
+	OnError func(c *Conn, err error)
+	// OnStateChange is called after every state change of a connection.
+	OnStateChange func(c *Conn, from, to State)
+}
+
+func orDuration(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func orInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func orFloat(v, def float64) float64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// withDefaults returns a copy of c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	c.AuthTimeout = orDuration(c.AuthTimeout, 10*time.Second)
+	c.TokenExpiryWarning = orDuration(c.TokenExpiryWarning, 30*time.Second)
+	c.MaxAuthFailures = orInt(c.MaxAuthFailures, 5)
+	if c.TopicAuthorizer == nil {
+		c.TopicAuthorizer = auth.UserTopics
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 64 << 10
+	}
+	c.SendQueueSize = orInt(c.SendQueueSize, 256)
+	c.MaxSubscriptions = orInt(c.MaxSubscriptions, 128)
+	c.MaxTopicLength = orInt(c.MaxTopicLength, 200)
+	c.MaxConnsPerUser = orInt(c.MaxConnsPerUser, 32)
+	c.ConnRatePerIP = orFloat(c.ConnRatePerIP, 10)
+	c.ConnBurstPerIP = orInt(c.ConnBurstPerIP, 40)
+	c.MessageRate = orFloat(c.MessageRate, 50)
+	c.MessageBurst = orInt(c.MessageBurst, 100)
+	c.RateLimitStrikes = orInt(c.RateLimitStrikes, 20)
+	c.PingInterval = orDuration(c.PingInterval, 25*time.Second)
+	c.PongTimeout = orDuration(c.PongTimeout, 10*time.Second)
+	c.WriteTimeout = orDuration(c.WriteTimeout, 10*time.Second)
+	if c.ClientIP == nil {
+		c.ClientIP = remoteIP
+	}
+	if c.Codec == nil {
+		c.Codec = JSONCodec{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// remoteIP is the default Config.ClientIP: the host part of r.RemoteAddr.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,645 @@
+package switchboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboardrt/switchboard/auth"
+)
+
+// Conn is one live client connection. Its methods are safe for concurrent use.
+//
+// A connection has one goroutine reading from its socket and, only while something is
+// queued for it, one goroutine writing; messages sent to it go through a bounded queue, so a
+// slow client never blocks the sender (it is closed with 1013 instead).
+type Conn struct {
+	id       string
+	m        *Manager
+	ep       *endpoint
+	ws       *websocket.Conn
+	remoteIP string
+
+	state    stateBox
+	identity atomic.Pointer[auth.Identity]
+
+	// Send queue, guarded by mu.
+	mu           sync.Mutex
+	queue        [][]byte
+	writing      bool
+	closeReq     bool // a close was requested; nothing more is queued
+	closeCode    int
+	closeReason  string
+	authFailures int
+	handlers     *Router // per-connection handlers, created on first use
+
+	// Subscriptions, guarded by subMu (taken before any registry lock).
+	subMu sync.Mutex
+	subs  []string
+	gone  bool // unregistered: no new subscriptions
+
+	limiter *rate.Limiter
+	strikes *rate.Limiter // rejected messages; created on the first one
+
+	// Times in nanoseconds on the manager's monotonic clock (Manager.now), read by the sweeper.
+	connectedAt int64
+	lastRead    atomic.Int64
+	nextPing    atomic.Int64
+	pingSent    atomic.Int64 // 0 when no ping is outstanding
+	tokenWarn   atomic.Int64 // 0 when no expiry is scheduled
+	tokenExp    atomic.Int64
+	writeStart  atomic.Int64 // 0 when the writer is not inside a write
+}
+
+// ID returns the connection's client ID, unique on this node (a UUID).
+func (c *Conn) ID() string { return c.id }
+
+// State returns the connection's current state.
+func (c *Conn) State() State { return c.state.load() }
+
+// Identity returns the authenticated identity, or nil.
+func (c *Conn) Identity() *auth.Identity { return c.identity.Load() }
+
+// UserID returns the authenticated user's ID, or "".
+func (c *Conn) UserID() string {
+	if id := c.identity.Load(); id != nil {
+		return id.UserID
+	}
+	return ""
+}
+
+// RemoteIP returns the client IP as seen by Config.ClientIP.
+func (c *Conn) RemoteIP() string { return c.remoteIP }
+
+// Codec returns the wire format of the connection's endpoint.
+func (c *Conn) Codec() Codec { return c.ep.codec }
+
+// Subscriptions returns a copy of the topics the connection is subscribed to.
+func (c *Conn) Subscriptions() []string {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	return append([]string(nil), c.subs...)
+}
+
+// Handle registers a handler for message type typ on this connection only; it takes
+// precedence over the manager's handler for the same type.
+func (c *Conn) Handle(typ string, h HandlerFunc) {
+	c.mu.Lock()
+	if c.handlers == nil {
+		c.handlers = NewRouter()
+	}
+	r := c.handlers
+	c.mu.Unlock()
+	r.Handle(typ, h)
+}
+
+func (c *Conn) handler(typ string) HandlerFunc {
+	c.mu.Lock()
+	r := c.handlers
+	c.mu.Unlock()
+	if r != nil {
+		if h := r.lookup(typ); h != nil {
+			return h
+		}
+	}
+	return c.m.router.lookup(typ)
+}
+
+// Send queues msg for the connection. It never blocks; it returns ErrClosed when the
+// connection is closing, and closes a connection whose queue is full (1013).
+func (c *Conn) Send(msg *Message) error {
+	if msg == nil {
+		return fmt.Errorf("%w: nil message", ErrBadMessage)
+	}
+	msg = prepare(msg, msg.Topic)
+	frame, err := c.ep.codec.Encode(nil, msg)
+	if err != nil {
+		return err
+	}
+	return c.SendFrame(frame)
+}
+
+// Reply sends a reply of type typ to req, with correlation_id set to req's id.
+func (c *Conn) Reply(req *Message, typ string, payload any) error {
+	msg, err := NewReply(req, typ, payload)
+	if err != nil {
+		return err
+	}
+	return c.Send(msg)
+}
+
+// SendError sends ERROR {code, message}, as a reply to req when req is not nil.
+func (c *Conn) SendError(req *Message, code ErrorCode, message string) error {
+	msg := NewError(code, message)
+	if req != nil {
+		msg.CorrelationID = req.ID
+	}
+	return c.Send(msg)
+}
+
+// SendFrame queues an already encoded frame, in the connection's codec, for the connection.
+// The frame must not be modified afterwards.
+func (c *Conn) SendFrame(frame []byte) error {
+	switch c.enqueue(frame) {
+	case enqueued:
+		return nil
+	case queueFull:
+		return fmt.Errorf("%w: send queue overflow", ErrClosed)
+	default:
+		return ErrClosed
+	}
+}
+
+type enqueueResult uint8
+
+const (
+	enqueued enqueueResult = iota
+	queueClosed
+	queueFull
+)
+
+// enqueueMessage queues the frame of ec's message in this connection's codec.
+func (c *Conn) enqueueMessage(ec *encodeCache) bool {
+	frame, err := ec.frame(c.ep.codec)
+	if err != nil {
+		if !errors.Is(err, ErrUnsupported) {
+			c.m.reportError(c, fmt.Errorf("encoding %s: %w", ec.msg.Type, err))
+		}
+		return false
+	}
+	return c.enqueue(frame) == enqueued
+}
+
+func (c *Conn) enqueue(frame []byte) enqueueResult {
+	c.mu.Lock()
+	if c.closeReq {
+		c.mu.Unlock()
+		return queueClosed
+	}
+	if max := c.m.cfg.SendQueueSize; max > 0 && len(c.queue) >= max {
+		c.mu.Unlock()
+		c.m.stats.slowConsumers.Add(1)
+		c.abort(CloseTryAgainLater, "slow consumer: send queue overflow")
+		return queueFull
+	}
+	c.queue = append(c.queue, frame)
+	start := !c.writing
+	if start {
+		c.writing = true
+		c.m.wg.Add(1)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return enqueued
+}
+
+// writeLoop drains the send queue, then exits; enqueue starts it again when needed. After a
+// requested close it sends the close frame once the queue is drained.
+func (c *Conn) writeLoop() {
+	defer c.m.wg.Done()
+	typ := websocket.MessageText
+	if c.ep.codec.Binary() {
+		typ = websocket.MessageBinary
+	}
+	var batch [][]byte
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			closeNow := c.closeReq
+			code, reason := c.closeCode, c.closeReason
+			if !closeNow {
+				c.writing = false
+				// Keep a small queue for reuse; give a grown one back to the GC.
+				if cap(c.queue) > 16 {
+					c.queue = nil
+				}
+			}
+			c.mu.Unlock()
+			if closeNow {
+				c.closeSocket(code, reason)
+			}
+			return
+		}
+		batch, c.queue = c.queue, batch[:0]
+		c.mu.Unlock()
+
+		for i, frame := range batch {
+			c.writeStart.Store(c.m.now())
+			err := c.ws.Write(context.Background(), typ, frame)
+			c.writeStart.Store(0)
+			batch[i] = nil
+			if err != nil {
+				c.mu.Lock()
+				c.queue = nil
+				c.closeReq = true
+				c.writing = false
+				c.mu.Unlock()
+				_ = c.ws.CloseNow()
+				return
+			}
+		}
+		c.m.stats.framesWritten.Add(uint64(len(batch)))
+	}
+}
+
+// closeSocket runs the close handshake: it sends the close frame and waits (at most a few
+// seconds) for the client's, while the read loop keeps draining what the client sends.
+func (c *Conn) closeSocket(code int, reason string) {
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+	_ = c.ws.Close(websocket.StatusCode(code), reason)
+}
+
+// Close sends DISCONNECT {code, reason}, then closes the connection with that code once
+// everything queued before it has been written. It returns at once; the close handshake
+// completes in the background. Closing a closed connection does nothing.
+func (c *Conn) Close(code int, reason string) {
+	c.closeWith(code, reason, true)
+}
+
+// closeWith starts a graceful close: optionally a DISCONNECT message, then the close frame
+// after the queue has drained.
+func (c *Conn) closeWith(code int, reason string, disconnect bool) {
+	var frame []byte
+	if disconnect {
+		msg, err := NewMessage(TypeDisconnect, map[string]any{"code": code, "reason": reason})
+		if err == nil {
+			frame, _ = c.ep.codec.Encode(nil, msg)
+		}
+	}
+	c.mu.Lock()
+	if c.closeReq {
+		c.mu.Unlock()
+		return
+	}
+	c.closeReq = true
+	c.closeCode, c.closeReason = code, reason
+	if frame != nil {
+		c.queue = append(c.queue, frame)
+	}
+	start := !c.writing
+	if start {
+		c.writing = true
+		c.m.wg.Add(1)
+	}
+	c.mu.Unlock()
+	c.toDisconnecting()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// abort closes the connection without waiting for queued messages: for slow consumers,
+// stalled writes and dead peers. The close frame is attempted in the background.
+func (c *Conn) abort(code int, reason string) {
+	c.mu.Lock()
+	if c.closeReq {
+		c.mu.Unlock()
+		return
+	}
+	c.closeReq = true
+	c.closeCode, c.closeReason = code, reason
+	c.queue = nil
+	c.mu.Unlock()
+	c.toDisconnecting()
+	c.m.wg.Add(1)
+	go func() {
+		defer c.m.wg.Done()
+		_ = c.ws.Close(websocket.StatusCode(code), reason)
+	}()
+}
+
+func (c *Conn) toDisconnecting() {
+	for {
+		s := c.state.load()
+		if !s.Live() {
+			return
+		}
+		if err := c.state.moveFrom(s, StateDisconnecting); err == nil {
+			c.m.stateChanged(c, s, StateDisconnecting)
+			return
+		}
+	}
+}
+
+// setState moves the connection to `to`, reporting an illegal transition to OnError.
+func (c *Conn) setState(to State) bool {
+	from, err := c.state.move(to)
+	if err != nil {
+		c.m.reportError(c, err)
+		return false
+	}
+	c.m.stateChanged(c, from, to)
+	return true
+}
+
+// readLoop reads frames until the connection ends, then unregisters the connection.
+func (c *Conn) readLoop() {
+	defer c.m.wg.Done()
+	var err error
+	for {
+		var typ websocket.MessageType
+		var r io.Reader
+		typ, r, err = c.ws.Reader(context.Background())
+		if err != nil {
+			break
+		}
+		var data []byte
+		data, err = io.ReadAll(r)
+		if err != nil {
+			break
+		}
+		c.lastRead.Store(c.m.now())
+		c.m.stats.messagesIn.Add(1)
+		if !c.state.load().Live() {
+			continue // closing: drain what the client still sends
+		}
+		if !c.allow() {
+			continue
+		}
+		c.ep.protocol.OnMessage(c.m.ctx, c, data, typ == websocket.MessageBinary)
+	}
+	c.finish(err)
+}
+
+// allow charges the message rate limiter; over the limit it answers ERROR rate_limited and,
+// after RateLimitStrikes rejections (refilled at one per second), closes with 1008.
+func (c *Conn) allow() bool {
+	if c.limiter == nil || c.limiter.Allow() {
+		return true
+	}
+	c.m.stats.rateLimited.Add(1)
+	if c.strikes == nil {
+		c.strikes = rate.NewLimiter(1, c.m.cfg.RateLimitStrikes)
+	}
+	if c.m.cfg.RateLimitStrikes > 0 && !c.strikes.Allow() {
+		c.sendError(nil, CodeRateLimited, "message rate exceeded repeatedly")
+		c.closeWith(ClosePolicyViolation, "message rate exceeded", true)
+		return false
+	}
+	c.sendError(nil, CodeRateLimited, "message rate exceeded; message dropped")
+	return false
+}
+
+// sendError sends ERROR as best effort: a connection closing or overflowing is past caring.
+func (c *Conn) sendError(req *Message, code ErrorCode, message string) {
+	_ = c.SendError(req, code, message)
+}
+
+// finish runs once the read loop ends: it settles the close code, unregisters the
+// connection everywhere and calls the disconnect hooks.
+func (c *Conn) finish(readErr error) {
+	c.mu.Lock()
+	requested := c.closeReq
+	code, reason := c.closeCode, c.closeReason
+	c.closeReq = true
+	c.queue = nil
+	c.mu.Unlock()
+
+	if !requested {
+		switch {
+		case websocket.CloseStatus(readErr) != -1:
+			var ce websocket.CloseError
+			errors.As(readErr, &ce)
+			code, reason = int(ce.Code), ce.Reason
+		case errors.Is(readErr, websocket.ErrMessageTooBig):
+			code, reason = CloseMessageTooBig, "message too big"
+		default:
+			code, reason = CloseAbnormal, "connection lost"
+		}
+		if code == CloseNormal || code == CloseGoingAway || code == CloseMessageTooBig {
+			c.toDisconnecting()
+		} else if code == CloseAbnormal {
+			if s := c.state.load(); s != StateDisconnecting {
+				if _, err := c.state.move(StateError); err == nil {
+					c.m.stateChanged(c, s, StateError)
+				}
+			}
+		} else {
+			c.toDisconnecting()
+		}
+		_ = c.ws.CloseNow()
+	}
+
+	c.subMu.Lock()
+	c.gone = true
+	subs := c.subs
+	c.subs = nil
+	c.subMu.Unlock()
+	for _, t := range subs {
+		c.m.removeSub(t, c)
+	}
+	if id := c.identity.Load(); id != nil {
+		c.m.reg.removeUser(id.UserID, c)
+	}
+	c.m.reg.removeConn(c)
+	c.m.stats.connections.Add(-1)
+	c.m.stats.disconnects.Add(1)
+
+	if s := c.state.load(); s != StateDisconnected {
+		if _, err := c.state.move(StateDisconnected); err == nil {
+			c.m.stateChanged(c, s, StateDisconnected)
+		}
+	}
+	c.ep.protocol.OnClose(c, code, reason)
+	if f := c.m.cfg.OnDisconnect; f != nil {
+		f(c, code, reason)
+	}
+	c.m.cfg.Logger.Debug("switchboard: disconnected", "client", c.id, "code", code, "reason", reason)
+}
+
+// Authenticate checks token with the manager's Authenticator and attaches the identity to
+// the connection. A fresh token for the connection's user extends the session; a token of
+// another user is refused with ErrUserMismatch and the current identity is kept.
+func (c *Conn) Authenticate(ctx context.Context, token string) (*auth.Identity, error) {
+	a := c.m.cfg.Authenticator
+	if a == nil {
+		return nil, ErrAuthDisabled
+	}
+	prev := c.state.load()
+	if prev != StateConnected && prev != StateAuthenticated {
+		return nil, fmt.Errorf("%w: cannot authenticate in state %s", ErrClosed, prev)
+	}
+	if !c.moveFrom(prev, StateAuthenticating) {
+		return nil, ErrClosed
+	}
+	id, err := a.Authenticate(ctx, token)
+	if err == nil {
+		err = c.attach(id)
+	}
+	if err != nil {
+		c.m.stats.authFailures.Add(1)
+		c.moveFrom(StateAuthenticating, prev)
+		return nil, err
+	}
+	if !c.moveFrom(StateAuthenticating, StateAuthenticated) {
+		return nil, ErrClosed
+	}
+	return id, nil
+}
+
+// moveFrom changes the state from exactly `from` to `to`. It fails quietly when the
+// connection started closing meanwhile, and reports any other failure to OnError.
+func (c *Conn) moveFrom(from, to State) bool {
+	if err := c.state.moveFrom(from, to); err != nil {
+		if c.state.load().Live() {
+			c.m.reportError(c, err)
+		}
+		return false
+	}
+	c.m.stateChanged(c, from, to)
+	return true
+}
+
+// attach makes id the connection's identity, indexing it under its user.
+func (c *Conn) attach(id *auth.Identity) error {
+	if id == nil || id.UserID == "" {
+		return fmt.Errorf("%w: authenticator returned no user", auth.ErrTokenInvalid)
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if c.gone {
+		return ErrClosed
+	}
+	if cur := c.identity.Load(); cur != nil {
+		if cur.UserID != id.UserID {
+			return ErrUserMismatch
+		}
+	} else {
+		max := c.m.cfg.MaxConnsPerUser
+		if !c.m.reg.addUser(id.UserID, c, max) {
+			return fmt.Errorf("%w (max %d)", ErrTooManyConnections, max)
+		}
+	}
+	c.identity.Store(id)
+	c.scheduleExpiry(id.ExpiresAt)
+	return nil
+}
+
+// scheduleExpiry arms the shared sweeper: ERROR token_expiring shortly before exp, close
+// 4001 at exp.
+func (c *Conn) scheduleExpiry(exp time.Time) {
+	if exp.IsZero() {
+		c.tokenWarn.Store(0)
+		c.tokenExp.Store(0)
+		return
+	}
+	left := time.Until(exp)
+	warn := c.m.cfg.TokenExpiryWarning
+	if warn > left/2 {
+		warn = left / 2
+	}
+	now := c.m.now()
+	c.tokenExp.Store(now + int64(left))
+	c.tokenWarn.Store(now + int64(left-warn))
+}
+
+// Subscribe subscribes the connection to topics, all or none: each topic must be valid and
+// allowed by the TopicAuthorizer, and the total must stay within MaxSubscriptions. Topics
+// already subscribed count as success. On failure the error is a *SubscribeError.
+func (c *Conn) Subscribe(ctx context.Context, topics ...string) error {
+	failed := map[string]string{}
+	var firstErr error
+	fail := func(t, reason string, err error) {
+		failed[t] = reason
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	for _, t := range topics {
+		if err := c.m.validTopic(t); err != nil {
+			fail(t, "invalid_topic", err)
+			continue
+		}
+		if err := c.m.cfg.TopicAuthorizer(ctx, c.identity.Load(), t); err != nil {
+			fail(t, string(CodeForbidden), err)
+		}
+	}
+	if len(failed) > 0 {
+		return &SubscribeError{Topics: failed, Err: firstErr}
+	}
+
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if c.gone {
+		return ErrClosed
+	}
+	var fresh []string
+	for _, t := range topics {
+		if !contains(c.subs, t) && !contains(fresh, t) {
+			fresh = append(fresh, t)
+		}
+	}
+	if max := c.m.cfg.MaxSubscriptions; max >= 0 && len(c.subs)+len(fresh) > max {
+		for _, t := range fresh {
+			failed[t] = "too_many_subscriptions"
+		}
+		return &SubscribeError{Topics: failed, Err: fmt.Errorf("%w (max %d)", ErrTooManySubscriptions, max)}
+	}
+	for i, t := range fresh {
+		if err := c.m.addSub(ctx, t, c); err != nil {
+			for _, u := range fresh[:i] {
+				c.m.removeSub(u, c)
+			}
+			failed[t] = string(CodeInternal)
+			return &SubscribeError{Topics: failed, Err: err}
+		}
+	}
+	c.subs = append(c.subs, fresh...)
+	return nil
+}
+
+// Unsubscribe removes the connection from topics; topics it is not subscribed to are ignored.
+func (c *Conn) Unsubscribe(topics ...string) {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	for _, t := range topics {
+		for i, s := range c.subs {
+			if s == t {
+				c.subs = append(c.subs[:i], c.subs[i+1:]...)
+				c.m.removeSub(t, c)
+				break
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// SubscribeError reports which topics of a SUBSCRIBE failed and why (reason per topic:
+// "invalid_topic", "forbidden", "too_many_subscriptions", "internal").
+type SubscribeError struct {
+	Topics map[string]string
+	Err    error
+}
+
+// Error implements the error interface.
+func (e *SubscribeError) Error() string {
+	return fmt.Sprintf("switchboard: subscribe refused for %d topic(s): %v", len(e.Topics), e.Err)
+}
+
+// Unwrap returns the first underlying error.
+func (e *SubscribeError) Unwrap() error { return e.Err }
+
+// isClosedErr reports errors that only mean the peer went away.
+func isClosedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1
+}

@@ -1,0 +1,453 @@
+package switchboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboardrt/switchboard/auth"
+	"github.com/switchboardrt/switchboard/ratelimit"
+)
+
+// Manager is the registry of live connections, by client ID, user and topic, and the
+// HTTP handler that upgrades requests to WebSocket connections. One Manager may serve
+// several endpoints in different wire formats (see Endpoint); a broadcast reaches the
+// clients of all of them.
+//
+// A Manager starts one background goroutine (the keepalive sweeper); Shutdown stops it.
+type Manager struct {
+	cfg    Config
+	router *Router
+	reg    registry
+	broker Broker
+	ipRate *ratelimit.Keyed
+	def    *endpoint
+
+	ctx    context.Context // cancelled by Shutdown; handed to handlers
+	cancel context.CancelFunc
+	start  time.Time // base of the monotonic clock of now()
+	closed atomic.Bool
+	wg     sync.WaitGroup // connection goroutines
+	sweep  chan struct{}  // closed when the sweeper exits
+	stats  counters
+}
+
+// New returns a Manager configured by cfg (see Config for the defaults).
+func New(cfg Config) *Manager {
+	cfg = cfg.withDefaults()
+	m := &Manager{
+		cfg:    cfg,
+		router: NewRouter(),
+		broker: cfg.Broker,
+		start:  time.Now(),
+		sweep:  make(chan struct{}),
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.reg.init()
+	if m.broker == nil {
+		m.broker = NewMemoryBroker()
+	}
+	if cfg.ConnRatePerIP > 0 {
+		m.ipRate = ratelimit.NewKeyed(ratelimit.Config{Rate: rate.Limit(cfg.ConnRatePerIP), Burst: cfg.ConnBurstPerIP})
+	}
+	m.def = m.newEndpoint(EndpointConfig{Codec: cfg.Codec})
+	if err := m.broker.Start(m.deliver); err != nil {
+		cfg.Logger.Error("switchboard: broker failed to start", "err", err)
+	}
+	go m.sweeper()
+	return m
+}
+
+// Handle registers h for messages of type typ on every connection of the default protocol.
+// Control types (CONNECT, AUTHENTICATE, SUBSCRIBE, UNSUBSCRIBE, PING, PONG, DISCONNECT)
+// are handled by the manager and cannot be registered.
+func (m *Manager) Handle(typ string, h HandlerFunc) { m.router.Handle(typ, h) }
+
+// Router returns the manager's router of message handlers.
+func (m *Manager) Router() *Router { return m.router }
+
+// Conn returns the live connection with the given client ID on this node, or nil.
+func (m *Manager) Conn(clientID string) *Conn { return m.reg.conn(clientID) }
+
+// UserConns returns the live connections of a user on this node.
+func (m *Manager) UserConns(userID string) []*Conn {
+	s := &m.reg.users[shardOf(userID)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]*Conn(nil), s.m[userID]...)
+}
+
+// Config returns the manager's configuration with defaults applied.
+func (m *Manager) Config() Config { return m.cfg }
+
+// ServeHTTP upgrades the request to a WebSocket connection of the default endpoint
+// (Config.Codec, wire protocol v1). Mount the manager at /ws.
+func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.def.ServeHTTP(w, r) }
+
+// now is the manager's monotonic clock in nanoseconds; 0 is never returned.
+func (m *Manager) now() int64 { return int64(time.Since(m.start)) + 1 }
+
+func (m *Manager) reportError(c *Conn, err error) {
+	m.stats.errors.Add(1)
+	if f := m.cfg.OnError; f != nil {
+		f(c, err)
+	}
+	id := ""
+	if c != nil {
+		id = c.id
+	}
+	m.cfg.Logger.Debug("switchboard: connection error", "client", id, "err", err)
+}
+
+func (m *Manager) stateChanged(c *Conn, from, to State) {
+	if f := m.cfg.OnStateChange; f != nil {
+		f(c, from, to)
+	}
+}
+
+func (m *Manager) addSub(ctx context.Context, topic string, c *Conn) error {
+	if m.reg.addSub(topic, c) {
+		if err := m.broker.SubscribeTopic(ctx, topic); err != nil {
+			m.reg.removeSub(topic, c)
+			return fmt.Errorf("switchboard: broker subscribe %q: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) removeSub(topic string, c *Conn) {
+	if m.reg.removeSub(topic, c) {
+		if err := m.broker.UnsubscribeTopic(m.ctx, topic); err != nil {
+			m.cfg.Logger.Warn("switchboard: broker unsubscribe failed", "topic", topic, "err", err)
+		}
+	}
+}
+
+// ValidTopic reports whether topic is a valid topic name: 1 to maxLen bytes of ASCII
+// letters, digits and the punctuation : . _ - @ / = + , #.
+func ValidTopic(topic string, maxLen int) bool {
+	if topic == "" || (maxLen > 0 && len(topic) > maxLen) {
+		return false
+	}
+	for i := 0; i < len(topic); i++ {
+		ch := topic[i]
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		case ch == ':' || ch == '.' || ch == '_' || ch == '-' || ch == '@' || ch == '/' ||
+			ch == '=' || ch == '+' || ch == ',' || ch == '#':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Manager) validTopic(topic string) error {
+	if !ValidTopic(topic, m.cfg.MaxTopicLength) {
+		return fmt.Errorf("%w: %q (1-%d characters of A-Z a-z 0-9 : . _ - @ / = + , #)", ErrInvalidTopic, truncate(topic, 64), m.cfg.MaxTopicLength)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// EndpointConfig configures one endpoint of a Manager.
+type EndpointConfig struct {
+	// Codec is the endpoint's wire format. Default JSONCodec.
+	Codec Codec
+	// Protocol handles what the endpoint's connections send. Default: wire protocol v1
+	// (control messages handled by the manager, other types dispatched to the Router).
+	Protocol Protocol
+	// Subprotocols lists the WebSocket subprotocols the endpoint accepts, in order of
+	// preference. Clients asking for none are served too.
+	Subprotocols []string
+}
+
+type endpoint struct {
+	m        *Manager
+	codec    Codec
+	protocol Protocol
+	accept   websocket.AcceptOptions
+}
+
+// Endpoint returns an http.Handler for another endpoint of the same manager, e.g. a
+// different wire format on another path. Its connections share the manager's registry,
+// limits and authentication.
+func (m *Manager) Endpoint(cfg EndpointConfig) http.Handler { return m.newEndpoint(cfg) }
+
+func (m *Manager) newEndpoint(cfg EndpointConfig) *endpoint {
+	ep := &endpoint{m: m, codec: cfg.Codec, protocol: cfg.Protocol}
+	if ep.codec == nil {
+		ep.codec = JSONCodec{}
+	}
+	if ep.protocol == nil {
+		ep.protocol = envelopeProtocol{}
+	}
+	ep.accept = websocket.AcceptOptions{
+		Subprotocols:       cfg.Subprotocols,
+		OriginPatterns:     m.cfg.OriginPatterns,
+		InsecureSkipVerify: m.cfg.InsecureSkipOriginCheck,
+	}
+	return ep
+}
+
+// httpError writes a JSON error body: {"error": code, "message": message}.
+func httpError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": message})
+}
+
+func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m := ep.m
+	if m.closed.Load() {
+		httpError(w, http.StatusServiceUnavailable, "shutting_down", "server is shutting down")
+		return
+	}
+	ip := m.cfg.ClientIP(r)
+	if m.ipRate != nil && !m.ipRate.Allow(ip) {
+		m.stats.rejected.Add(1)
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusTooManyRequests, string(CodeRateLimited), "too many connection attempts")
+		return
+	}
+
+	// A token at the handshake authenticates the connection at once. A bad one does not
+	// refuse the upgrade: the client is told with ERROR and may still send AUTHENTICATE.
+	var ident *auth.Identity
+	var authErr error
+	if m.cfg.Authenticator != nil {
+		if tok := auth.TokenFromRequest(r, m.cfg.TokenCookie); tok != "" {
+			ident, authErr = m.cfg.Authenticator.Authenticate(r.Context(), tok)
+			if authErr == nil && m.cfg.MaxConnsPerUser >= 0 && m.reg.userConnCount(ident.UserID) >= m.cfg.MaxConnsPerUser {
+				m.stats.rejected.Add(1)
+				httpError(w, http.StatusTooManyRequests, "too_many_connections", ErrTooManyConnections.Error())
+				return
+			}
+		}
+	}
+
+	c := &Conn{id: uuid.NewString(), m: m, ep: ep, remoteIP: ip}
+	m.stateChangedInit(c)
+	ws, err := websocket.Accept(w, r, &ep.accept)
+	if err != nil {
+		// Accept has answered the request (403 for a foreign origin, 400 for a bad handshake).
+		m.stats.rejected.Add(1)
+		c.state.move(StateDisconnected)
+		m.cfg.Logger.Debug("switchboard: upgrade refused", "ip", ip, "err", err)
+		return
+	}
+	c.ws = ws
+	if m.cfg.MaxMessageSize > 0 {
+		ws.SetReadLimit(m.cfg.MaxMessageSize)
+	} else {
+		ws.SetReadLimit(-1)
+	}
+	if m.cfg.MessageRate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(m.cfg.MessageRate), m.cfg.MessageBurst)
+	}
+	now := m.now()
+	c.connectedAt = now
+	c.lastRead.Store(now)
+	if m.cfg.PingInterval > 0 {
+		c.nextPing.Store(now + int64(m.cfg.PingInterval))
+	}
+	m.reg.addConn(c)
+	m.stats.connections.Add(1)
+	m.stats.accepted.Add(1)
+	c.moveFrom(StateConnecting, StateConnected)
+
+	if ident != nil {
+		if c.moveFrom(StateConnected, StateAuthenticating) {
+			if err := c.attach(ident); err != nil {
+				authErr = err
+				c.moveFrom(StateAuthenticating, StateConnected)
+			} else {
+				c.moveFrom(StateAuthenticating, StateAuthenticated)
+			}
+		}
+	}
+	if authErr != nil {
+		m.stats.authFailures.Add(1)
+		c.sendError(nil, CodeUnauthorized, "handshake token rejected: "+authReason(authErr))
+	}
+
+	m.wg.Add(1)
+	go c.readLoop()
+	ep.protocol.OnConnect(m.ctx, c)
+	if f := m.cfg.OnConnect; f != nil {
+		f(c)
+	}
+}
+
+// stateChangedInit moves a new connection to CONNECTING.
+func (m *Manager) stateChangedInit(c *Conn) {
+	if err := c.state.moveFrom(StateInitializing, StateConnecting); err == nil {
+		m.stateChanged(c, StateInitializing, StateConnecting)
+	}
+}
+
+// authReason maps an authentication error to the short reason sent to clients.
+func authReason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrTooManyConnections):
+		return "too_many_connections"
+	case errors.Is(err, ErrUserMismatch):
+		return "user_mismatch"
+	case errors.Is(err, ErrAuthDisabled):
+		return "auth_disabled"
+	}
+	return auth.Reason(err)
+}
+
+// Shutdown stops accepting connections, sends DISCONNECT and close 1001 to every client,
+// waits for their writers to drain and their close handshakes to finish, and stops the
+// manager's goroutines. When ctx ends first, the remaining connections are closed at once
+// and ctx's error is returned.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	if !m.closed.CompareAndSwap(false, true) {
+		return ErrShutdown
+	}
+	for _, c := range m.reg.snapshot() {
+		c.Close(CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, c := range m.reg.snapshot() {
+			_ = c.ws.CloseNow()
+		}
+		<-done
+	}
+	m.cancel()
+	<-m.sweep
+	if cerr := m.broker.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// sweeper is the one timer of the manager: every tick it walks the connections and sends
+// PINGs, closes connections whose pong, authentication or token has run out, and closes
+// connections whose socket has stopped accepting writes. One walk over 100k connections
+// costs a few milliseconds; per-connection timers would cost memory on each connection.
+func (m *Manager) sweeper() {
+	defer close(m.sweep)
+	tick := m.sweepInterval()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+			now := m.now()
+			m.reg.forEachConn(func(c *Conn) { m.check(c, now) })
+		}
+	}
+}
+
+func (m *Manager) sweepInterval() time.Duration {
+	d := time.Second
+	for _, x := range []time.Duration{m.cfg.PingInterval / 4, m.cfg.PongTimeout / 4, m.cfg.AuthTimeout / 4, m.cfg.WriteTimeout / 4, m.cfg.TokenExpiryWarning / 4} {
+		if x > 0 && x < d {
+			d = x
+		}
+	}
+	if d < 5*time.Millisecond {
+		d = 5 * time.Millisecond
+	}
+	return d
+}
+
+// check applies the time-based rules to one connection. It runs on the sweeper goroutine
+// under a registry read lock, so it only queues messages and starts closes.
+func (m *Manager) check(c *Conn, now int64) {
+	st := c.state.load()
+	if !st.Live() {
+		return
+	}
+	cfg := &m.cfg
+	if ws := c.writeStart.Load(); ws != 0 && cfg.WriteTimeout > 0 && now-ws > int64(cfg.WriteTimeout) {
+		c.abort(CloseTryAgainLater, "write timeout")
+		return
+	}
+	if cfg.RequireAuth && st != StateAuthenticated && c.identity.Load() == nil && now-c.connectedAt > int64(cfg.AuthTimeout) {
+		c.sendError(nil, CodeUnauthorized, "authentication timeout")
+		c.closeWith(ClosePolicyViolation, "authentication timeout", true)
+		return
+	}
+	if exp := c.tokenExp.Load(); exp != 0 {
+		if now >= exp {
+			c.tokenExp.Store(0)
+			c.sendError(nil, CodeUnauthorized, "token expired")
+			c.closeWith(CloseAuthFailed, "token expired", true)
+			return
+		}
+		if w := c.tokenWarn.Load(); w != 0 && now >= w {
+			c.tokenWarn.Store(0)
+			secs := strconv.FormatInt((exp-now)/int64(time.Second), 10)
+			c.sendError(nil, CodeTokenExpiring, "token expires in "+secs+"s; send AUTHENTICATE with a fresh token")
+		}
+	}
+	if cfg.PingInterval > 0 {
+		if sent := c.pingSent.Load(); sent != 0 {
+			if c.lastRead.Load() >= sent {
+				c.pingSent.Store(0)
+			} else if now-sent > int64(cfg.PongTimeout) {
+				c.abort(ClosePolicyViolation, "pong timeout")
+				return
+			}
+		}
+		if next := c.nextPing.Load(); now >= next {
+			c.nextPing.Store(now + int64(cfg.PingInterval))
+			if c.pingSent.Load() == 0 {
+				c.pingSent.Store(now)
+			}
+			c.sendPing()
+		}
+	}
+}
+
+// sendPing sends the codec's PING; codecs without one get a WebSocket ping frame instead.
+func (c *Conn) sendPing() {
+	ping := &Message{Type: TypePing, ID: uuid.NewString(), Timestamp: nowSeconds()}
+	frame, err := c.ep.codec.Encode(nil, ping)
+	if err == nil {
+		c.enqueue(frame)
+		return
+	}
+	c.m.wg.Add(1)
+	go func() {
+		defer c.m.wg.Done()
+		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.PongTimeout)
+		defer cancel()
+		if c.ws.Ping(ctx) == nil {
+			c.lastRead.Store(c.m.now())
+		}
+	}()
+}
