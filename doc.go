@@ -1,0 +1,48 @@
+// Package switchboard is a realtime pub/sub framework: it pushes messages over WebSockets
+// to browsers and services — to everyone, to given users, or to the subscribers of a topic —
+// with JWT authentication, rate limits and size caps.
+//
+// A Manager is an http.Handler. Mount it at /ws in any mux:
+//
+//	jwt, _ := auth.NewJWT(auth.JWTConfig{HMACSecret: secret})
+//	m := switchboard.New(switchboard.Config{Authenticator: jwt, RequireAuth: true})
+//	http.Handle("/ws", m)
+//
+// and send from anywhere in the application:
+//
+//	msg, _ := switchboard.NewNotification(switchboard.Notification{Title: "Order shipped", Message: "#1042 is on its way"})
+//	m.BroadcastToUsers(ctx, msg, "42")         // every tab of user 42
+//	upd, _ := switchboard.NewData("order", order)
+//	m.Publish(ctx, "user:42:orders", upd)      // the topic's subscribers
+//
+// # Wire protocol
+//
+// The default endpoint speaks wire protocol v1: one JSON object per text frame,
+// {"type", "payload", "id", "timestamp", "correlation_id", "topic"}. Clients send CONNECT,
+// AUTHENTICATE, SUBSCRIBE, UNSUBSCRIBE, PING, ACTION, DISCONNECT and any type the
+// application registers with Manager.Handle; every reply carries the request's id as
+// correlation_id. docs/protocol.md in the repository is the reference: every message, every
+// error code and every close code.
+//
+// # Connections
+//
+// Each Conn moves through the states of State (CONNECTING → CONNECTED → AUTHENTICATING →
+// AUTHENTICATED → DISCONNECTING → DISCONNECTED, or ERROR) along a fixed transition table
+// (CanTransition). A connection has one goroutine reading its socket and, only while
+// messages are queued for it, one writing. Sends never block: each connection has a bounded
+// queue, and a client that cannot keep up is closed with 1013 rather than slowing anyone
+// else. One sweeper goroutine per Manager sends keepalive PINGs and enforces the pong,
+// authentication and token-expiry deadlines of every connection.
+//
+// # Delivery
+//
+// Broadcast, BroadcastToUsers, Publish and SendToClient encode a message once per wire
+// format in use, however many recipients it has, and hand it to the Broker, which carries it
+// to every node (the default MemoryBroker serves a single node). Delivery is at most once:
+// a message sent while a client is disconnected is not kept for it.
+//
+// # Other wire formats
+//
+// A Manager serves several endpoints (Manager.Endpoint), each with its own Codec and
+// Protocol, sharing one registry of connections, users and topics.
+package switchboard
