@@ -24,8 +24,9 @@ type Codec interface {
 	// Encode appends the frame of m to dst and returns the extended slice.
 	Encode(dst []byte, m *Message) ([]byte, error)
 	// Decode fills m from frame. Its errors wrap ErrBadMessage and say
-	// what is wrong with the frame. Decode does not keep frame: m holds
-	// no reference to it.
+	// what is wrong with the frame; on error, m holds at most what is
+	// needed to answer the frame (such as its ID). Decode does not keep
+	// frame: m holds no reference to it.
 	Decode(frame []byte, m *Message) error
 }
 
@@ -117,12 +118,39 @@ func (JSONCodec) Encode(dst []byte, m *Message) ([]byte, error) {
 }
 
 // Decode fills m from the JSON frame; see [JSONCodec] for what it accepts.
-// On error, m is left unchanged and the error wraps [ErrBadMessage]. The
-// decoded message keeps no reference to frame.
+// The decoded message keeps no reference to frame.
+//
+// On error, which wraps [ErrBadMessage], m is reset to the zero Message,
+// except that when the frame is a well-formed JSON object whose id is a
+// string or a number, m.ID is that id, so that an ERROR reply can be
+// correlated with the faulty message.
 func (JSONCodec) Decode(frame []byte, m *Message) error {
 	if m == nil {
 		return errors.New("switchboard: Decode into a nil message")
 	}
+	var f codecFields
+	if err := f.scan(frame); err != nil {
+		*m = Message{}
+		return err
+	}
+	var msg Message
+	if err := f.decode(&msg); err != nil {
+		*m = Message{ID: msg.ID}
+		return err
+	}
+	*m = msg
+	return nil
+}
+
+// codecFields holds the raw values of the known fields of a frame's object,
+// as sub-slices of the frame; nil for an absent field.
+type codecFields struct {
+	typ, payload, id, timestamp, correlationID, topic, seq, epoch []byte
+}
+
+// scan checks that frame is one JSON object in UTF-8 and records the
+// values of its known fields.
+func (f *codecFields) scan(frame []byte) error {
 	if !utf8.Valid(frame) {
 		return fmt.Errorf("%w: frame is not valid UTF-8", ErrBadMessage)
 	}
@@ -133,21 +161,14 @@ func (JSONCodec) Decode(frame []byte, m *Message) error {
 	if frame[i] != '{' {
 		return fmt.Errorf("%w: frame is not a JSON object (it starts like %s)", ErrBadMessage, codecKind(frame[i]))
 	}
-	var f codecFields
-	i, err := codecScanObject(frame, i, 1, &f)
+	i, err := codecScanObject(frame, i, 1, f)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}
 	if i = codecSkipSpace(frame, i); i != len(frame) {
 		return fmt.Errorf("%w: %v", ErrBadMessage, codecErrAt(frame, i, "expecting the end of the frame after the object"))
 	}
-	return f.fill(m)
-}
-
-// codecFields holds the raw values of the known fields of a frame's object,
-// as sub-slices of the frame; nil for an absent field.
-type codecFields struct {
-	typ, payload, id, timestamp, correlationID, topic, seq, epoch []byte
+	return nil
 }
 
 // set records val as the value of the field named by the raw key (the bytes
@@ -182,19 +203,10 @@ func (f *codecFields) set(key []byte, escaped bool, val []byte) {
 	}
 }
 
-// fill checks the recorded values and, if they are fine, stores the message
-// they make in m.
-func (f *codecFields) fill(m *Message) error {
-	var msg Message
-	switch {
-	case f.typ == nil || f.typ[0] == 'n':
-		return fmt.Errorf("%w: missing \"type\"", ErrBadMessage)
-	case f.typ[0] != '"':
-		return fmt.Errorf("%w: \"type\" must be a string, not %s", ErrBadMessage, codecKind(f.typ[0]))
-	case len(f.typ) == 2:
-		return fmt.Errorf("%w: \"type\" is empty", ErrBadMessage)
-	}
-	msg.Type = codecTypeString(f.typ)
+// decode checks the recorded values and stores the message they make in
+// msg, which must be zero. It decodes the id first, so that msg.ID is set
+// on the other errors.
+func (f *codecFields) decode(msg *Message) error {
 	if f.id != nil {
 		switch c := f.id[0]; {
 		case c == '"':
@@ -206,6 +218,15 @@ func (f *codecFields) fill(m *Message) error {
 			return fmt.Errorf("%w: \"id\" must be a string or a number, not %s", ErrBadMessage, codecKind(c))
 		}
 	}
+	switch {
+	case f.typ == nil || f.typ[0] == 'n':
+		return fmt.Errorf("%w: missing \"type\"", ErrBadMessage)
+	case f.typ[0] != '"':
+		return fmt.Errorf("%w: \"type\" must be a string, not %s", ErrBadMessage, codecKind(f.typ[0]))
+	case len(f.typ) == 2:
+		return fmt.Errorf("%w: \"type\" is empty", ErrBadMessage)
+	}
+	msg.Type = codecTypeString(f.typ)
 	var err error
 	if msg.CorrelationID, err = codecStringField("correlation_id", f.correlationID); err != nil {
 		return err
@@ -232,7 +253,6 @@ func (f *codecFields) fill(m *Message) error {
 		msg.Payload = make(json.RawMessage, len(p))
 		copy(msg.Payload, p)
 	}
-	*m = msg
 	return nil
 }
 

@@ -403,7 +403,7 @@ func TestDecode(t *testing.T) {
 func TestDecodeRejects(t *testing.T) {
 	for _, tt := range codecDecodeBad {
 		t.Run(tt.name, func(t *testing.T) {
-			m := Message{Type: "UNTOUCHED", ID: "keep"}
+			m := Message{Type: "OLD", ID: "old", Payload: json.RawMessage(`{"old":1}`), Topic: "old"}
 			err := (JSONCodec{}).Decode([]byte(tt.in), &m)
 			if err == nil {
 				t.Fatalf("Decode(%s) succeeded with %+v, want an error", tt.in, m)
@@ -414,10 +414,31 @@ func TestDecodeRejects(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %q, want it to contain %q", err, tt.want)
 			}
-			if m.Type != "UNTOUCHED" || m.ID != "keep" {
-				t.Errorf("m changed on error: %+v", m)
+			if want := (Message{ID: codecReferenceID([]byte(tt.in))}); !codecEqual(&m, &want) || m.Payload != nil {
+				t.Errorf("m = %+v after the error, want %+v", m, want)
 			}
 		})
+	}
+}
+
+func TestDecodeErrorKeepsID(t *testing.T) {
+	tests := []struct{ in, id string }{
+		{`{"type":5,"id":"abc"}`, "abc"},
+		{`{"id":7,"type":""}`, "7"},
+		{`{"type":"X","id":"i-1","seq":-1}`, "i-1"},
+		{`{"id":"i","id":"j","topic":[]}`, "j"},
+		{`{"type":"X","id":true}`, ""},
+		{`{"type":"X","id":"abc",}`, ""},
+		{`{"type":"X","id":"abc"} x`, ""},
+	}
+	for _, tt := range tests {
+		m := Message{Type: "OLD", ID: "old"}
+		if err := (JSONCodec{}).Decode([]byte(tt.in), &m); err == nil {
+			t.Errorf("Decode(%s) succeeded", tt.in)
+		}
+		if want := (Message{ID: tt.id}); !codecEqual(&m, &want) {
+			t.Errorf("after Decode(%s) fails, m = %+v, want %+v", tt.in, m, want)
+		}
 	}
 }
 
@@ -606,6 +627,29 @@ func codecReferenceDecode(frame []byte) (Message, bool) {
 	return m, true
 }
 
+// codecReferenceID is the id that Decode should leave in the message after
+// failing on frame: the id of a well-formed object if it is a string or a
+// number.
+func codecReferenceID(frame []byte) string {
+	var obj map[string]json.RawMessage
+	if !utf8.Valid(frame) || json.Unmarshal(frame, &obj) != nil {
+		return ""
+	}
+	dec := json.NewDecoder(bytes.NewReader(obj["id"]))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return ""
+	}
+	switch v := v.(type) {
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	}
+	return ""
+}
+
 // codecCheckReference fails t if Decode and the reference decoder disagree
 // on frame.
 func codecCheckReference(t *testing.T, frame []byte) {
@@ -722,10 +766,13 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add(typical)
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		var m Message
+		m := Message{Type: "OLD", Payload: json.RawMessage(`{"old":1}`)}
 		if err := (JSONCodec{}).Decode(frame, &m); err != nil {
 			if !errors.Is(err, ErrBadMessage) {
 				t.Fatalf("Decode(%q) error %v does not wrap ErrBadMessage", frame, err)
+			}
+			if want := (Message{ID: codecReferenceID(frame)}); !codecEqual(&m, &want) || m.Payload != nil {
+				t.Fatalf("after Decode(%q) fails, m = %+v, want %+v", frame, m, want)
 			}
 			codecCheckReference(t, frame)
 			return

@@ -311,11 +311,11 @@ func (c *Conn) abort(code int, reason string) {
 	c.closeReq = true
 	c.closeCode, c.closeReason = code, reason
 	c.queue = nil
+	c.m.wg.Add(1) // under mu: the read loop has not finished, so the group is not at zero
 	c.mu.Unlock()
-	c.toDisconnecting()
-	c.m.wg.Add(1)
 	go func() {
 		defer c.m.wg.Done()
+		c.toDisconnecting() // here, not in the caller: it may hold registry locks, and hooks run
 		_ = c.ws.Close(websocket.StatusCode(code), reason)
 	}()
 }

@@ -37,6 +37,7 @@ type Manager struct {
 	cancel context.CancelFunc
 	start  time.Time // base of the monotonic clock of now()
 	closed atomic.Bool
+	mu     sync.RWMutex   // orders upgrades (read) against Shutdown (write), for wg
 	wg     sync.WaitGroup // connection goroutines
 	sweep  chan struct{}  // closed when the sweeper exits
 	stats  counters
@@ -215,10 +216,20 @@ func httpError(w http.ResponseWriter, status int, code, message string) {
 
 func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := ep.m
+	m.mu.RLock()
 	if m.closed.Load() {
+		m.mu.RUnlock()
 		httpError(w, http.StatusServiceUnavailable, "shutting_down", "server is shutting down")
 		return
 	}
+	m.wg.Add(1) // handed to the read loop once the connection is up
+	m.mu.RUnlock()
+	started := false
+	defer func() {
+		if !started {
+			m.wg.Done()
+		}
+	}()
 	ip := m.cfg.ClientIP(r)
 	if m.ipRate != nil && !m.ipRate.Allow(ip) {
 		m.stats.rejected.Add(1)
@@ -287,11 +298,15 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.sendError(nil, CodeUnauthorized, "handshake token rejected: "+authReason(authErr))
 	}
 
-	m.wg.Add(1)
-	go c.readLoop()
 	ep.protocol.OnConnect(m.ctx, c)
 	if f := m.cfg.OnConnect; f != nil {
 		f(c)
+	}
+	started = true
+	go c.readLoop()
+	if m.closed.Load() {
+		// Shutdown began while this connection was being set up and may have missed it.
+		c.Close(CloseGoingAway, "server shutting down")
 	}
 }
 
@@ -322,7 +337,10 @@ func authReason(err error) string {
 // manager's goroutines. When ctx ends first, the remaining connections are closed at once
 // and ctx's error is returned.
 func (m *Manager) Shutdown(ctx context.Context) error {
-	if !m.closed.CompareAndSwap(false, true) {
+	m.mu.Lock()
+	first := m.closed.CompareAndSwap(false, true)
+	m.mu.Unlock()
+	if !first {
 		return ErrShutdown
 	}
 	for _, c := range m.reg.snapshot() {
@@ -360,13 +378,27 @@ func (m *Manager) sweeper() {
 	tick := m.sweepInterval()
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	var batch []*Conn
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
+		}
+		// Checks run outside the registry locks: closing a connection calls user hooks.
+		for i := range m.reg.conns {
+			s := &m.reg.conns[i]
+			s.mu.RLock()
+			for _, c := range s.m {
+				batch = append(batch, c)
+			}
+			s.mu.RUnlock()
 			now := m.now()
-			m.reg.forEachConn(func(c *Conn) { m.check(c, now) })
+			for j, c := range batch {
+				m.check(c, now)
+				batch[j] = nil
+			}
+			batch = batch[:0]
 		}
 	}
 }
@@ -384,8 +416,8 @@ func (m *Manager) sweepInterval() time.Duration {
 	return d
 }
 
-// check applies the time-based rules to one connection. It runs on the sweeper goroutine
-// under a registry read lock, so it only queues messages and starts closes.
+// check applies the time-based rules to one connection. It runs on the sweeper goroutine,
+// so it only queues messages and starts closes, never waits.
 func (m *Manager) check(c *Conn, now int64) {
 	st := c.state.load()
 	if !st.Live() {
@@ -441,7 +473,13 @@ func (c *Conn) sendPing() {
 		c.enqueue(frame)
 		return
 	}
-	c.m.wg.Add(1)
+	c.mu.Lock()
+	if c.closeReq {
+		c.mu.Unlock()
+		return
+	}
+	c.m.wg.Add(1) // under mu, as in enqueue: the read loop still holds the group open
+	c.mu.Unlock()
 	go func() {
 		defer c.m.wg.Done()
 		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.PongTimeout)
