@@ -21,11 +21,13 @@ type Config struct {
 	// connection has authenticated; anything else gets ERROR "unauthorized". A connection
 	// that has not authenticated within AuthTimeout is closed with 1008.
 	RequireAuth bool
-	// AuthTimeout bounds the time to authenticate when RequireAuth is set. Default 10s.
+	// AuthTimeout bounds the time to authenticate when RequireAuth is set. Default 10s;
+	// negative: no bound.
 	AuthTimeout time.Duration
 	// TokenExpiryWarning is how long before a token's expiry the connection gets ERROR
 	// "token_expiring", so the client can send a fresh AUTHENTICATE. Default 30s (at most
-	// half the token's remaining life). At expiry the connection is closed with 4001.
+	// half the token's remaining life); negative: no warning. At expiry the connection is
+	// closed with 4001.
 	TokenExpiryWarning time.Duration
 	// MaxAuthFailures closes a connection with 4001 after this many failed AUTHENTICATE
 	// attempts. Default 5.
@@ -59,21 +61,24 @@ type Config struct {
 	// ConnRatePerIP is the sustained rate of connection attempts allowed per client IP, per
 	// second; attempts over it get HTTP 429. Default 10.
 	ConnRatePerIP float64
-	// ConnBurstPerIP is the burst of connection attempts per IP. Default 40.
+	// ConnBurstPerIP is the burst of connection attempts per IP. Default (also for negative
+	// values) 40.
 	ConnBurstPerIP int
 	// MessageRate is the sustained rate of inbound messages per connection, per second.
 	// A message over it is dropped and answered with ERROR "rate_limited". Default 50.
 	MessageRate float64
-	// MessageBurst is the burst of inbound messages per connection. Default 100.
+	// MessageBurst is the burst of inbound messages per connection. Default (also for
+	// negative values) 100.
 	MessageBurst int
 	// RateLimitStrikes closes a connection with 1008 when it keeps exceeding MessageRate:
 	// after this many rejected messages, refilled at one per second. Default 20.
 	RateLimitStrikes int
 
-	// PingInterval is how often the server sends PING to each connection. Default 25s.
+	// PingInterval is how often the server sends PING to each connection. Default 25s;
+	// negative: no PINGs (and so no pong timeout).
 	PingInterval time.Duration
 	// PongTimeout closes a connection (1008) that sends nothing within this long after a
-	// server PING. Default 10s.
+	// server PING. Default 10s; negative: silence never closes a connection.
 	PongTimeout time.Duration
 	// WriteTimeout closes a connection (1013) whose socket has not accepted a write for this
 	// long. Default 10s.
@@ -122,8 +127,9 @@ func orFloat(v, def float64) float64 {
 	return v
 }
 
-// withDefaults returns a copy of c with every zero field set to its default.
-func (c Config) withDefaults() Config {
+// WithDefaults returns a copy of c with every zero field set to its default, and negative
+// values that mean "off" normalised: what New uses.
+func (c Config) WithDefaults() Config {
 	c.AuthTimeout = orDuration(c.AuthTimeout, 10*time.Second)
 	c.TokenExpiryWarning = orDuration(c.TokenExpiryWarning, 30*time.Second)
 	c.MaxAuthFailures = orInt(c.MaxAuthFailures, 5)
@@ -140,7 +146,12 @@ func (c Config) withDefaults() Config {
 	c.ConnRatePerIP = orFloat(c.ConnRatePerIP, 10)
 	c.ConnBurstPerIP = orInt(c.ConnBurstPerIP, 40)
 	c.MessageRate = orFloat(c.MessageRate, 50)
-	c.MessageBurst = orInt(c.MessageBurst, 100)
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = 100
+	}
+	if c.ConnBurstPerIP < 0 {
+		c.ConnBurstPerIP = 40
+	}
 	c.RateLimitStrikes = orInt(c.RateLimitStrikes, 20)
 	c.PingInterval = orDuration(c.PingInterval, 25*time.Second)
 	c.PongTimeout = orDuration(c.PongTimeout, 10*time.Second)

@@ -536,12 +536,16 @@ func (c *Conn) scheduleExpiry(exp time.Time) {
 		return
 	}
 	left := time.Until(exp)
+	now := c.m.now()
+	c.tokenExp.Store(now + int64(left))
 	warn := c.m.cfg.TokenExpiryWarning
+	if warn < 0 {
+		c.tokenWarn.Store(0) // no warning
+		return
+	}
 	if warn > left/2 {
 		warn = left / 2
 	}
-	now := c.m.now()
-	c.tokenExp.Store(now + int64(left))
 	c.tokenWarn.Store(now + int64(left-warn))
 }
 

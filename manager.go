@@ -45,7 +45,7 @@ type Manager struct {
 
 // New returns a Manager configured by cfg (see Config for the defaults).
 func New(cfg Config) *Manager {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	m := &Manager{
 		cfg:    cfg,
 		router: NewRouter(),
@@ -155,7 +155,11 @@ func ValidTopic(topic string, maxLen int) bool {
 
 func (m *Manager) validTopic(topic string) error {
 	if !ValidTopic(topic, m.cfg.MaxTopicLength) {
-		return fmt.Errorf("%w: %q (1-%d characters of A-Z a-z 0-9 : . _ - @ / = + , #)", ErrInvalidTopic, truncate(topic, 64), m.cfg.MaxTopicLength)
+		limit := "any number of"
+		if m.cfg.MaxTopicLength > 0 {
+			limit = "1-" + strconv.Itoa(m.cfg.MaxTopicLength)
+		}
+		return fmt.Errorf("%w: %q (%s characters of A-Z a-z 0-9 : . _ - @ / = + , #)", ErrInvalidTopic, truncate(topic, 64), limit)
 	}
 	return nil
 }
@@ -428,7 +432,7 @@ func (m *Manager) check(c *Conn, now int64) {
 		c.abort(CloseTryAgainLater, "write timeout")
 		return
 	}
-	if cfg.RequireAuth && st != StateAuthenticated && c.identity.Load() == nil && now-c.connectedAt > int64(cfg.AuthTimeout) {
+	if cfg.RequireAuth && cfg.AuthTimeout > 0 && st != StateAuthenticated && c.identity.Load() == nil && now-c.connectedAt > int64(cfg.AuthTimeout) {
 		c.sendError(nil, CodeUnauthorized, "authentication timeout")
 		c.closeWith(ClosePolicyViolation, "authentication timeout", true)
 		return
@@ -450,7 +454,7 @@ func (m *Manager) check(c *Conn, now int64) {
 		if sent := c.pingSent.Load(); sent != 0 {
 			if c.lastRead.Load() >= sent {
 				c.pingSent.Store(0)
-			} else if now-sent > int64(cfg.PongTimeout) {
+			} else if cfg.PongTimeout > 0 && now-sent > int64(cfg.PongTimeout) {
 				c.abort(ClosePolicyViolation, "pong timeout")
 				return
 			}
@@ -482,7 +486,7 @@ func (c *Conn) sendPing() {
 	c.mu.Unlock()
 	go func() {
 		defer c.m.wg.Done()
-		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.PongTimeout)
+		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.WriteTimeout+c.m.cfg.PongTimeout)
 		defer cancel()
 		if c.ws.Ping(ctx) == nil {
 			c.lastRead.Store(c.m.now())

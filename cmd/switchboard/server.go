@@ -1,0 +1,133 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/switchboardrt/switchboard"
+	"github.com/switchboardrt/switchboard/auth"
+)
+
+// server is the standalone Switchboard server: a Manager at /ws, the HTTP API, the
+// health check and the demo page, behind one http.Handler.
+type server struct {
+	opts    options
+	log     *slog.Logger
+	manager *switchboard.Manager
+	handler http.Handler
+
+	// apiKey is the key the /api routes require ("" disables them); apiKeyHash is its
+	// SHA-256, compared in constant time with the hash of the presented key.
+	apiKey     string
+	apiKeyHash [sha256.Size]byte
+	// jwtSecret signs the tokens of the dev token endpoint; nil when there is no secret.
+	jwtSecret []byte
+	// authMode describes how tokens are verified, for the startup log.
+	authMode string
+	// generatedAPIKey and generatedJWTSecret report keys made up in dev mode.
+	generatedAPIKey    bool
+	generatedJWTSecret bool
+}
+
+// newServer builds the server described by opts: it resolves the keys (generating them
+// in dev mode), creates the Manager and mounts the routes. It does not listen; the
+// caller serves s.handler and must call s.manager.Shutdown.
+func newServer(opts options) (*server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &server{opts: opts, log: log, apiKey: opts.APIKey}
+
+	if s.apiKey == "" && opts.Dev {
+		s.apiKey, s.generatedAPIKey = randomKey(), true
+	}
+	if s.apiKey != "" {
+		s.apiKeyHash = sha256.Sum256([]byte(s.apiKey))
+	} else {
+		log.Warn("no API key configured (--api-key or $" + envName("api-key") + "): the /api routes answer 503")
+	}
+
+	secret := opts.JWTSecret
+	if secret == "" && opts.JWTPublicKeyFile == "" && opts.Dev {
+		secret, s.generatedJWTSecret = randomKey(), true
+	}
+	jcfg := auth.JWTConfig{Issuer: opts.JWTIssuer, Audience: opts.JWTAudience, Leeway: opts.JWTLeeway}
+	if secret != "" {
+		if len(secret) < 32 && !s.generatedJWTSecret {
+			log.Warn("the JWT secret is shorter than 32 bytes; use a long random secret")
+		}
+		s.jwtSecret = []byte(secret)
+		jcfg.HMACSecret = s.jwtSecret
+		s.authMode = "jwt (hmac)"
+	}
+	if opts.JWTPublicKeyFile != "" {
+		pemBytes, err := os.ReadFile(opts.JWTPublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key: %w", err)
+		}
+		key, err := auth.ParsePublicKeyPEM(pemBytes)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key %s: %w", opts.JWTPublicKeyFile, err)
+		}
+		jcfg.PublicKeys = append(jcfg.PublicKeys, key)
+		if s.authMode == "" {
+			s.authMode = "jwt (public key)"
+		} else {
+			s.authMode = "jwt (hmac and public key)"
+		}
+	}
+
+	cfg := opts.Config
+	if s.authMode != "" {
+		j, err := auth.NewJWT(jcfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Authenticator = j
+	} else {
+		if cfg.RequireAuth {
+			return nil, usageError{errors.New("--require-auth needs --jwt-secret or --jwt-public-key")}
+		}
+		s.authMode = "none"
+		log.Warn("no JWT secret or public key configured (--jwt-secret, --jwt-public-key): " +
+			"authentication is off, every connection is anonymous")
+	}
+	cfg.InsecureSkipOriginCheck = opts.Dev
+	cfg.Logger = log
+	s.manager = switchboard.New(cfg)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// routes mounts every endpoint of the server.
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s.manager)
+	mux.Handle("/api/publish", s.api(http.MethodPost, s.handlePublish))
+	mux.Handle("/api/broadcast", s.api(http.MethodPost, s.handleBroadcast))
+	mux.Handle("/api/users/{id}/notify", s.api(http.MethodPost, s.handleNotify))
+	if s.opts.Dev {
+		// Without the API key: the demo page fetches its token here.
+		mux.Handle("/api/dev/token", allow(http.MethodGet, s.handleDevToken))
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.URL.Path)
+	})
+	mux.Handle("/healthz", allow(http.MethodGet, s.handleHealth))
+	mux.Handle("/{$}", allow(http.MethodGet, serveDemo))
+	return mux
+}
+
+// randomKey returns 32 random bytes in hex, for generated API keys and secrets.
+func randomKey() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand panics instead)
+	return hex.EncodeToString(b)
+}
