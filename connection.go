@@ -320,6 +320,28 @@ func (c *Conn) abort(code int, reason string) {
 	}()
 }
 
+// kill closes the socket at once, without a close handshake, whatever state the
+// connection is in: for writes that have stalled, where even a close frame cannot go out.
+func (c *Conn) kill(code int, reason string) {
+	c.mu.Lock()
+	if !c.closeReq {
+		c.closeReq = true
+		c.closeCode, c.closeReason = code, reason
+	}
+	c.queue = nil
+	if !c.writing {
+		c.mu.Unlock()
+		return // the write finished meanwhile
+	}
+	c.m.wg.Add(1) // under mu: the running writer holds the group open
+	c.mu.Unlock()
+	// CloseNow may wait for a close handshake already under way: not on the caller's goroutine.
+	go func() {
+		defer c.m.wg.Done()
+		_ = c.ws.CloseNow()
+	}()
+}
+
 func (c *Conn) toDisconnecting() {
 	for {
 		s := c.state.load()
@@ -522,8 +544,11 @@ func (c *Conn) attach(id *auth.Identity) error {
 			return fmt.Errorf("%w (max %d)", ErrTooManyConnections, max)
 		}
 	}
-	c.identity.Store(id)
-	c.scheduleExpiry(id.ExpiresAt)
+	prev := c.identity.Swap(id)
+	if prev == nil || !prev.ExpiresAt.Equal(id.ExpiresAt) {
+		// The same token again changes nothing: no second warning for it.
+		c.scheduleExpiry(id.ExpiresAt)
+	}
 	return nil
 }
 

@@ -423,13 +423,16 @@ func (m *Manager) sweepInterval() time.Duration {
 // check applies the time-based rules to one connection. It runs on the sweeper goroutine,
 // so it only queues messages and starts closes, never waits.
 func (m *Manager) check(c *Conn, now int64) {
-	st := c.state.load()
-	if !st.Live() {
-		return
-	}
 	cfg := &m.cfg
 	if ws := c.writeStart.Load(); ws != 0 && cfg.WriteTimeout > 0 && now-ws > int64(cfg.WriteTimeout) {
-		c.abort(CloseTryAgainLater, "write timeout")
+		// Also while closing: a writer stuck on a dead socket would hold the close forever.
+		c.writeStart.Store(0)
+		c.m.stats.slowConsumers.Add(1)
+		c.kill(CloseTryAgainLater, "write timeout")
+		return
+	}
+	st := c.state.load()
+	if !st.Live() {
 		return
 	}
 	if cfg.RequireAuth && cfg.AuthTimeout > 0 && st != StateAuthenticated && c.identity.Load() == nil && now-c.connectedAt > int64(cfg.AuthTimeout) {

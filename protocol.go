@@ -84,7 +84,10 @@ func (envelopeProtocol) connect(c *Conn, msg *Message) {
 		"client_id":     c.id,
 		"requires_auth": c.m.cfg.RequireAuth,
 		"authenticated": c.identity.Load() != nil,
-		"ping_interval": c.m.cfg.PingInterval.Seconds(),
+		"ping_interval": 0.0,
+	}
+	if d := c.m.cfg.PingInterval; d > 0 {
+		ack["ping_interval"] = d.Seconds()
 	}
 	if id := c.identity.Load(); id != nil {
 		ack["user_id"] = id.UserID
@@ -124,7 +127,7 @@ func (envelopeProtocol) authenticate(ctx context.Context, c *Conn, msg *Message)
 	}
 	out := map[string]any{"user_id": id.UserID}
 	if !id.ExpiresAt.IsZero() {
-		out["expires_at"] = float64(id.ExpiresAt.UnixMilli()) / 1000
+		out["expires_at"] = id.ExpiresAt.Unix()
 	}
 	_ = c.Reply(msg, TypeAuthenticateSuccess, out)
 }
