@@ -34,6 +34,9 @@ func (m *Manager) Publish(ctx context.Context, topic string, msg *Message) error
 // SendToClient sends msg to the connection with the given client ID. With the in-memory
 // broker it returns ErrClientNotFound when no such connection is live.
 func (m *Manager) SendToClient(ctx context.Context, clientID string, msg *Message) error {
+	if m.closed.Load() {
+		return ErrShutdown
+	}
 	if _, local := m.broker.(*MemoryBroker); local && m.reg.conn(clientID) == nil {
 		return fmt.Errorf("%w: %q", ErrClientNotFound, clientID)
 	}

@@ -74,6 +74,14 @@ type Config struct {
 	// after this many rejected messages, refilled at one per second. Default 20.
 	RateLimitStrikes int
 
+	// ReadBufferSize is the size of a connection's socket read buffer. Default 512 bytes;
+	// larger messages are read straight into their own memory.
+	ReadBufferSize int
+	// WriteBufferSize is the size of a connection's socket write buffer: a frame that fits
+	// goes out in one write system call, a larger one in two. Default 2048 bytes. Both
+	// buffers live as long as the connection, so they weigh on memory per connection.
+	WriteBufferSize int
+
 	// PingInterval is how often the server sends PING to each connection. Default 25s;
 	// negative: no PINGs (and so no pong timeout).
 	PingInterval time.Duration
@@ -153,6 +161,14 @@ func (c Config) WithDefaults() Config {
 		c.ConnBurstPerIP = 40
 	}
 	c.RateLimitStrikes = orInt(c.RateLimitStrikes, 20)
+	c.ReadBufferSize = orInt(c.ReadBufferSize, 512)
+	c.WriteBufferSize = orInt(c.WriteBufferSize, 2048)
+	if c.ReadBufferSize < 64 {
+		c.ReadBufferSize = 64
+	}
+	if c.WriteBufferSize < 64 {
+		c.WriteBufferSize = 64
+	}
 	c.PingInterval = orDuration(c.PingInterval, 25*time.Second)
 	c.PongTimeout = orDuration(c.PongTimeout, 10*time.Second)
 	c.WriteTimeout = orDuration(c.WriteTimeout, 10*time.Second)

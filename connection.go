@@ -1,6 +1,7 @@
 package switchboard
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -45,6 +47,9 @@ type Conn struct {
 	subMu sync.Mutex
 	subs  []string
 	gone  bool // unregistered: no new subscriptions
+
+	br  *bufio.Reader   // the socket's read buffer when leanWriter provided it
+	raw syscall.RawConn // the socket, for waitReadable; nil when unavailable
 
 	limiter *rate.Limiter
 	strikes *rate.Limiter // rejected messages; created on the first one
@@ -371,6 +376,7 @@ func (c *Conn) readLoop() {
 	defer c.m.wg.Done()
 	var err error
 	for {
+		c.waitReadable()
 		var typ websocket.MessageType
 		var r io.Reader
 		typ, r, err = c.ws.Reader(context.Background())

@@ -259,7 +259,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c := &Conn{id: uuid.NewString(), m: m, ep: ep, remoteIP: ip}
 	m.stateChangedInit(c)
-	ws, err := websocket.Accept(w, r, &ep.accept)
+	ws, err := websocket.Accept(&leanWriter{ResponseWriter: w, c: c, rsize: m.cfg.ReadBufferSize, wsize: m.cfg.WriteBufferSize}, r, &ep.accept)
 	if err != nil {
 		// Accept has answered the request (403 for a foreign origin, 400 for a bad handshake).
 		m.stats.rejected.Add(1)

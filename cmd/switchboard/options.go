@@ -462,6 +462,10 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 	c.intLimit(&cfg.RateLimitStrikes, "rate-limit-strikes",
 		"rate-limited messages (refilled at one per second) before a connection is closed with 1008",
 		"20", "never close")
+	c.intLimit(&cfg.ReadBufferSize, "read-buffer-size",
+		"bytes of socket read buffer per connection (larger messages bypass it)", "512", "")
+	c.intLimit(&cfg.WriteBufferSize, "write-buffer-size",
+		"bytes of socket write buffer per connection: a frame that fits goes out in one write", "2048", "")
 	c.durationLimit(&cfg.PingInterval, "ping-interval", "how often the server sends PING to each connection", "25s", "off")
 	c.durationLimit(&cfg.PongTimeout, "pong-timeout",
 		"a connection that sends nothing this long after a server PING is closed with 1008", "10s", "")
