@@ -119,13 +119,14 @@ func (m *Manager) deliver(p *Publication) {
 	}
 	start := time.Now()
 	ec := encodeCache{msg: p.Message}
-	sent := 0
+	sent, bytes := 0, 0
 	send := func(c *Conn) {
 		if m.cfg.RequireAuth && p.Kind != TargetClient && c.state.load() != StateAuthenticated {
 			return
 		}
-		if c.enqueueMessage(&ec) {
+		if n := c.enqueueMessage(&ec); n > 0 {
 			sent++
+			bytes += n
 		}
 	}
 	switch p.Kind {
@@ -152,7 +153,6 @@ func (m *Manager) deliver(p *Publication) {
 			send(c)
 		}
 	}
-	m.stats.messagesOut.Add(uint64(sent))
-	m.stats.deliveries.Add(1)
-	m.stats.fanoutNanos.Add(uint64(time.Since(start)))
+	m.onMessagesOut(p.Message.Type, sent, bytes)
+	m.onFanout(p.Kind, sent, time.Since(start))
 }

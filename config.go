@@ -99,6 +99,9 @@ type Config struct {
 	Broker Broker
 	// Codec is the wire format of ServeHTTP. Default JSONCodec (wire protocol v1).
 	Codec Codec
+	// Observer receives the manager's events for metrics (see the metrics package).
+	// Default: none.
+	Observer Observer
 	// Logger receives the manager's logs. Default slog.Default(). Hot paths log only at Debug.
 	Logger *slog.Logger
 

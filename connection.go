@@ -129,7 +129,11 @@ func (c *Conn) Send(msg *Message) error {
 	if err != nil {
 		return err
 	}
-	return c.SendFrame(frame)
+	if err := c.SendFrame(frame); err != nil {
+		return err
+	}
+	c.m.onMessagesOut(msg.Type, 1, len(frame))
+	return nil
 }
 
 // Reply sends a reply of type typ to req, with correlation_id set to req's id.
@@ -171,16 +175,20 @@ const (
 	queueFull
 )
 
-// enqueueMessage queues the frame of ec's message in this connection's codec.
-func (c *Conn) enqueueMessage(ec *encodeCache) bool {
+// enqueueMessage queues the frame of ec's message in this connection's codec and returns
+// its size, or 0 when nothing was queued.
+func (c *Conn) enqueueMessage(ec *encodeCache) int {
 	frame, err := ec.frame(c.ep.codec)
 	if err != nil {
 		if !errors.Is(err, ErrUnsupported) {
 			c.m.reportError(c, fmt.Errorf("encoding %s: %w", ec.msg.Type, err))
 		}
-		return false
+		return 0
 	}
-	return c.enqueue(frame) == enqueued
+	if c.enqueue(frame) != enqueued {
+		return 0
+	}
+	return len(frame)
 }
 
 func (c *Conn) enqueue(frame []byte) enqueueResult {
@@ -191,7 +199,7 @@ func (c *Conn) enqueue(frame []byte) enqueueResult {
 	}
 	if max := c.m.cfg.SendQueueSize; max > 0 && len(c.queue) >= max {
 		c.mu.Unlock()
-		c.m.stats.slowConsumers.Add(1)
+		c.m.onSlowConsumer("queue_overflow")
 		c.abort(CloseTryAgainLater, "slow consumer: send queue overflow")
 		return queueFull
 	}
@@ -389,7 +397,6 @@ func (c *Conn) readLoop() {
 			break
 		}
 		c.lastRead.Store(c.m.now())
-		c.m.stats.messagesIn.Add(1)
 		if !c.state.load().Live() {
 			continue // closing: drain what the client still sends
 		}
@@ -407,7 +414,7 @@ func (c *Conn) allow() bool {
 	if c.limiter == nil || c.limiter.Allow() {
 		return true
 	}
-	c.m.stats.rateLimited.Add(1)
+	c.m.onRateLimited()
 	if c.strikes == nil {
 		c.strikes = rate.NewLimiter(1, c.m.cfg.RateLimitStrikes)
 	}
@@ -472,8 +479,7 @@ func (c *Conn) finish(readErr error) {
 		c.m.reg.removeUser(id.UserID, c)
 	}
 	c.m.reg.removeConn(c)
-	c.m.stats.connections.Add(-1)
-	c.m.stats.disconnects.Add(1)
+	c.m.onClosed(code)
 
 	if s := c.state.load(); s != StateDisconnected {
 		if _, err := c.state.move(StateDisconnected); err == nil {
@@ -486,6 +492,11 @@ func (c *Conn) finish(readErr error) {
 	}
 	c.m.cfg.Logger.Debug("switchboard: disconnected", "client", c.id, "code", code, "reason", reason)
 }
+
+// CountIn records an inbound frame of n bytes and message type typ in the manager's
+// statistics and Observer. The default protocol calls it for every frame; protocols of
+// other wire formats should too ("invalid" for frames that cannot be decoded).
+func (c *Conn) CountIn(typ string, n int) { c.m.onMessageIn(typ, n) }
 
 // Authenticate checks token with the manager's Authenticator and attaches the identity to
 // the connection. A fresh token for the connection's user extends the session; a token of
@@ -507,7 +518,7 @@ func (c *Conn) Authenticate(ctx context.Context, token string) (*auth.Identity, 
 		err = c.attach(id)
 	}
 	if err != nil {
-		c.m.stats.authFailures.Add(1)
+		c.m.onAuthFailure(err)
 		c.moveFrom(StateAuthenticating, prev)
 		return nil, err
 	}

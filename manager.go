@@ -223,6 +223,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.mu.RLock()
 	if m.closed.Load() {
 		m.mu.RUnlock()
+		m.onRejected("shutting_down")
 		httpError(w, http.StatusServiceUnavailable, "shutting_down", "server is shutting down")
 		return
 	}
@@ -236,7 +237,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	ip := m.cfg.ClientIP(r)
 	if m.ipRate != nil && !m.ipRate.Allow(ip) {
-		m.stats.rejected.Add(1)
+		m.onRejected("rate_limited")
 		w.Header().Set("Retry-After", "1")
 		httpError(w, http.StatusTooManyRequests, string(CodeRateLimited), "too many connection attempts")
 		return
@@ -250,7 +251,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if tok := auth.TokenFromRequest(r, m.cfg.TokenCookie); tok != "" {
 			ident, authErr = m.cfg.Authenticator.Authenticate(r.Context(), tok)
 			if authErr == nil && m.cfg.MaxConnsPerUser >= 0 && m.reg.userConnCount(ident.UserID) >= m.cfg.MaxConnsPerUser {
-				m.stats.rejected.Add(1)
+				m.onRejected("too_many_connections")
 				httpError(w, http.StatusTooManyRequests, "too_many_connections", ErrTooManyConnections.Error())
 				return
 			}
@@ -262,7 +263,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(&leanWriter{ResponseWriter: w, c: c, rsize: m.cfg.ReadBufferSize, wsize: m.cfg.WriteBufferSize}, r, &ep.accept)
 	if err != nil {
 		// Accept has answered the request (403 for a foreign origin, 400 for a bad handshake).
-		m.stats.rejected.Add(1)
+		m.onRejected("bad_handshake")
 		c.state.move(StateDisconnected)
 		m.cfg.Logger.Debug("switchboard: upgrade refused", "ip", ip, "err", err)
 		return
@@ -283,8 +284,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.nextPing.Store(now + int64(m.cfg.PingInterval))
 	}
 	m.reg.addConn(c)
-	m.stats.connections.Add(1)
-	m.stats.accepted.Add(1)
+	m.onOpened(c)
 	c.moveFrom(StateConnecting, StateConnected)
 
 	if ident != nil {
@@ -298,7 +298,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if authErr != nil {
-		m.stats.authFailures.Add(1)
+		m.onAuthFailure(authErr)
 		c.sendError(nil, CodeUnauthorized, "handshake token rejected: "+authReason(authErr))
 	}
 
@@ -427,7 +427,7 @@ func (m *Manager) check(c *Conn, now int64) {
 	if ws := c.writeStart.Load(); ws != 0 && cfg.WriteTimeout > 0 && now-ws > int64(cfg.WriteTimeout) {
 		// Also while closing: a writer stuck on a dead socket would hold the close forever.
 		c.writeStart.Store(0)
-		c.m.stats.slowConsumers.Add(1)
+		c.m.onSlowConsumer("write_timeout")
 		c.kill(CloseTryAgainLater, "write timeout")
 		return
 	}

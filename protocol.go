@@ -38,14 +38,17 @@ func (envelopeProtocol) OnConnect(context.Context, *Conn) {}
 func (envelopeProtocol) OnClose(*Conn, int, string)       {}
 func (p envelopeProtocol) OnMessage(ctx context.Context, c *Conn, frame []byte, binary bool) {
 	if binary && !c.ep.codec.Binary() {
+		c.CountIn("invalid", len(frame))
 		c.sendError(nil, CodeBadMessage, "binary frames are not accepted; send JSON text frames")
 		return
 	}
 	var msg Message
 	if err := c.ep.codec.Decode(frame, &msg); err != nil {
+		c.CountIn("invalid", len(frame))
 		c.sendError(&msg, CodeBadMessage, err.Error())
 		return
 	}
+	c.CountIn(msg.Type, len(frame))
 	m := c.m
 	if m.cfg.RequireAuth && c.identity.Load() == nil && !allowedBeforeAuth[msg.Type] {
 		c.sendError(&msg, CodeUnauthorized, "authenticate before sending "+msg.Type)

@@ -62,3 +62,11 @@ func (m *Manager) Stats() Stats {
 		Errors:        m.stats.errors.Load(),
 	}
 }
+
+// StateCounts returns how many of the manager's connections are in each state. It walks
+// every connection: meant for metrics scrapes, not hot paths.
+func (m *Manager) StateCounts() map[State]int {
+	out := make(map[State]int, 4)
+	m.reg.forEachConn(func(c *Conn) { out[c.state.load()]++ })
+	return out
+}
