@@ -121,7 +121,7 @@ func (m *Manager) deliver(p *Publication) {
 	ec := encodeCache{msg: p.Message}
 	sent, bytes := 0, 0
 	send := func(c *Conn) {
-		if m.cfg.RequireAuth && p.Kind != TargetClient && c.state.load() != StateAuthenticated {
+		if m.cfg.RequireAuth && p.Kind != TargetClient && c.identity.Load() == nil { // not state: a token refresh passes through AUTHENTICATING
 			return
 		}
 		if n := c.enqueueMessage(&ec); n > 0 {

@@ -291,6 +291,7 @@ func (c *Conn) closeWith(code int, reason string, disconnect bool) {
 			frame, _ = c.ep.codec.Encode(nil, msg)
 		}
 	}
+	reason = closeReason(reason)
 	c.mu.Lock()
 	if c.closeReq {
 		c.mu.Unlock()
@@ -316,6 +317,7 @@ func (c *Conn) closeWith(code int, reason string, disconnect bool) {
 // abort closes the connection without waiting for queued messages: for slow consumers,
 // stalled writes and dead peers. The close frame is attempted in the background.
 func (c *Conn) abort(code int, reason string) {
+	reason = closeReason(reason)
 	c.mu.Lock()
 	if c.closeReq {
 		c.mu.Unlock()

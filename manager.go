@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
@@ -164,11 +166,24 @@ func (m *Manager) validTopic(topic string) error {
 	return nil
 }
 
+// truncate shortens s to at most n bytes plus an ellipsis, cutting at a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n] + "…"
+}
+
+// closeReason fits a reason into a close frame: at most 123 bytes of valid UTF-8.
+func closeReason(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= 123 {
+		return s
+	}
+	return truncate(s, 120)
 }
 
 // EndpointConfig configures one endpoint of a Manager.
@@ -264,7 +279,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Accept has answered the request (403 for a foreign origin, 400 for a bad handshake).
 		m.onRejected("bad_handshake")
-		c.state.move(StateDisconnected)
+		c.setState(StateDisconnected) // through OnStateChange, like every other change
 		m.cfg.Logger.Debug("switchboard: upgrade refused", "ip", ip, "err", err)
 		return
 	}
