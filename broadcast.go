@@ -3,6 +3,7 @@ package switchboard
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -112,6 +113,8 @@ func (e *encodeCache) frame(c Codec) ([]byte, error) {
 	return f, err
 }
 
+var connListPool = sync.Pool{New: func() any { return new([]*Conn) }}
+
 // deliver fans a publication out to this node's local connections. Brokers call it.
 func (m *Manager) deliver(p *Publication) {
 	if p == nil || p.Message == nil {
@@ -133,12 +136,21 @@ func (m *Manager) deliver(p *Publication) {
 	case TargetAll:
 		m.reg.forEachConn(send)
 	case TargetTopic:
+		// The subscribers are copied out of the shard's lock, so that a large fan-out does
+		// not hold up subscribes — nor, behind a waiting subscribe, other topics' publishes.
+		list := connListPool.Get().(*[]*Conn)
 		s := &m.reg.topics[shardOf(p.Topic)]
 		s.mu.RLock()
 		for c := range s.m[p.Topic] {
-			send(c)
+			*list = append(*list, c)
 		}
 		s.mu.RUnlock()
+		for i, c := range *list {
+			send(c)
+			(*list)[i] = nil
+		}
+		*list = (*list)[:0]
+		connListPool.Put(list)
 	case TargetUsers:
 		for _, u := range p.Users {
 			s := &m.reg.users[shardOf(u)]

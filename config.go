@@ -77,9 +77,11 @@ type Config struct {
 	// ReadBufferSize is the size of a connection's socket read buffer. Default 512 bytes;
 	// larger messages are read straight into their own memory.
 	ReadBufferSize int
-	// WriteBufferSize is the size of a connection's socket write buffer: a frame that fits
-	// goes out in one write system call, a larger one in two. Default 2048 bytes. Both
-	// buffers live as long as the connection, so they weigh on memory per connection.
+	// WriteBufferSize is the size of a connection's own write buffer. Messages written from
+	// the send queue are gathered per batch into a pooled buffer and sent with one write
+	// system call whatever this size; it matters only for the frames the WebSocket library
+	// writes by itself (pongs, close). Default 256 bytes. Both buffers live as long as the
+	// connection, so they weigh on memory per connection.
 	WriteBufferSize int
 
 	// PingInterval is how often the server sends PING to each connection. Default 25s;
@@ -165,7 +167,7 @@ func (c Config) WithDefaults() Config {
 	}
 	c.RateLimitStrikes = orInt(c.RateLimitStrikes, 20)
 	c.ReadBufferSize = orInt(c.ReadBufferSize, 512)
-	c.WriteBufferSize = orInt(c.WriteBufferSize, 2048)
+	c.WriteBufferSize = orInt(c.WriteBufferSize, 256)
 	if c.ReadBufferSize < 64 {
 		c.ReadBufferSize = 64
 	}

@@ -48,8 +48,9 @@ type Conn struct {
 	subs  []string
 	gone  bool // unregistered: no new subscriptions
 
-	br  *bufio.Reader   // the socket's read buffer when leanWriter provided it
-	raw syscall.RawConn // the socket, for waitReadable; nil when unavailable
+	cork corkWriter      // gathers a batch's frames into one write, when leanWriter set it up
+	br   *bufio.Reader   // the socket's read buffer when leanWriter provided it
+	raw  syscall.RawConn // the socket, for waitReadable; nil when unavailable
 
 	limiter *rate.Limiter
 	strikes *rate.Limiter // rejected messages; created on the first one
@@ -246,20 +247,32 @@ func (c *Conn) writeLoop() {
 		batch, c.queue = c.queue, batch[:0]
 		c.mu.Unlock()
 
+		c.writeStart.Store(c.m.now())
+		corked := c.cork.conn != nil
+		if corked {
+			c.cork.cork()
+		}
+		var err error
 		for i, frame := range batch {
-			c.writeStart.Store(c.m.now())
-			err := c.ws.Write(context.Background(), typ, frame)
-			c.writeStart.Store(0)
-			batch[i] = nil
-			if err != nil {
-				c.mu.Lock()
-				c.queue = nil
-				c.closeReq = true
-				c.writing = false
-				c.mu.Unlock()
-				_ = c.ws.CloseNow()
-				return
+			if err == nil {
+				err = c.ws.Write(context.Background(), typ, frame)
 			}
+			batch[i] = nil
+		}
+		if corked {
+			if ferr := c.cork.uncork(); err == nil {
+				err = ferr
+			}
+		}
+		c.writeStart.Store(0)
+		if err != nil {
+			c.mu.Lock()
+			c.queue = nil
+			c.closeReq = true
+			c.writing = false
+			c.mu.Unlock()
+			_ = c.ws.CloseNow()
+			return
 		}
 		c.m.stats.framesWritten.Add(uint64(len(batch)))
 	}

@@ -42,7 +42,8 @@ func (w *leanWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, nil
 	}
 	br := bufio.NewReaderSize(conn, w.rsize)
-	bw := bufio.NewWriterSize(conn, w.wsize)
+	w.c.cork.conn = conn
+	bw := bufio.NewWriterSize(&w.c.cork, w.wsize)
 	w.c.br = br
 	if sc, ok := conn.(*net.TCPConn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
