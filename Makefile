@@ -2,9 +2,9 @@
 GO       ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test check vet race fuzz run bench
+.PHONY: test check vet race fuzz js run bench
 
-test: check vet race fuzz
+test: check vet race fuzz js
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -20,6 +20,12 @@ race:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) .
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZTIME) ./auth
+
+# The JavaScript client: type check, unit tests, tests against the server, and browser
+# end-to-end tests in headless Chromium (/usr/bin/chromium; they fail without it when
+# CI=true, and are skipped with a message otherwise).
+js:
+	cd clients/js && npm ci && npm test
 
 run:
 	$(GO) run ./cmd/switchboard

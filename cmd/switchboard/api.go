@@ -254,11 +254,16 @@ type notifyBody struct {
 // handleNotify serves POST /api/users/{id}/notify {"title", "message", "level",
 // "actions"}: a NOTIFICATION to every connection of the user.
 func (s *server) handleNotify(w http.ResponseWriter, r *http.Request) {
-	user := r.PathValue("id")
 	var body notifyBody
 	if !s.decodeBody(w, r, &body) {
 		return
 	}
+	s.notify(w, r, r.PathValue("id"), body)
+}
+
+// notify validates body and sends it as a NOTIFICATION to every connection of user,
+// writing the response.
+func (s *server) notify(w http.ResponseWriter, r *http.Request, user string, body notifyBody) {
 	if body.Title == "" && body.Message == "" {
 		writeError(w, http.StatusBadRequest, "missing_field", `"title" or "message" is required`)
 		return

@@ -1,5 +1,6 @@
 // Command switchboard is the standalone Switchboard server: WebSocket pub/sub at /ws,
-// an HTTP API to publish, broadcast and notify users, a health check and a demo page.
+// an HTTP API to publish, broadcast and notify users, a health check, the JavaScript
+// client at /switchboard.js and a demo page.
 //
 // Usage:
 //
@@ -13,7 +14,9 @@
 //
 // With no configuration at all, the server listens on 127.0.0.1:8080 in dev mode
 // (on by default for loopback addresses): it generates an API key and a JWT secret
-// and prints them, and serves GET /api/dev/token so the demo page at / can get a token.
+// and prints them, and serves GET /api/dev/token, POST /api/dev/publish and POST
+// /api/dev/notify (no API key) and answers ACTION {"action": "echo"}, so that the demo
+// page at / can get a token, publish, notify and send actions.
 package main
 
 import (
@@ -83,8 +86,9 @@ Usage:
   switchboard help              print this text
 
 Endpoints: /ws (WebSocket), POST /api/publish, POST /api/broadcast,
-POST /api/users/{id}/notify, GET /healthz, GET / (demo page), and in dev mode
-GET /api/dev/token?user=ID.
+POST /api/users/{id}/notify, GET /healthz, GET /switchboard.js (the JavaScript
+client), GET / (demo page), and in dev mode, without the API key,
+GET /api/dev/token?user=ID, POST /api/dev/publish and POST /api/dev/notify.
 
 Each flag can also be set by the environment variable shown next to it; a flag on
 the command line overrides the environment, which overrides the default.
@@ -128,7 +132,8 @@ func serve(ctx context.Context, args []string, getenv func(string) (string, bool
 	addr := ln.Addr().String()
 	if opts.Dev {
 		if !isLoopback(addr) {
-			log.Warn("dev mode on a non-loopback address: anyone who can reach it can get tokens from /api/dev/token")
+			log.Warn("dev mode on a non-loopback address: anyone who can reach it can get tokens from /api/dev/token " +
+				"and publish through /api/dev/publish and /api/dev/notify without the API key")
 		}
 		printDevBanner(stdout, s, opts, addr)
 	}
@@ -184,6 +189,7 @@ func printDevBanner(w io.Writer, s *server, opts options, addr string) {
 	fmt.Fprintf(w, "\nSwitchboard dev mode (%s)\n", why)
 	fmt.Fprintf(w, "  demo page:   %s/\n", base)
 	fmt.Fprintf(w, "  WebSocket:   ws://%s/ws\n", addr)
+	fmt.Fprintf(w, "  JS client:   %s/switchboard.js   (import { Switchboard } from '/switchboard.js')\n", base)
 	if s.generatedAPIKey {
 		fmt.Fprintf(w, "  API key:     %s   (generated; set %s to keep one)\n", s.apiKey, envName("api-key"))
 	}

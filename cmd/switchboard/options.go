@@ -22,8 +22,9 @@ const envPrefix = "SWITCHBOARD_"
 type options struct {
 	// Addr is the listen address.
 	Addr string
-	// Dev turns on development mode: generated and printed keys, the dev token
-	// endpoint, and no origin check on /ws.
+	// Dev turns on development mode: generated and printed keys, the dev routes
+	// (token, publish, notify: no API key), the demo ACTION handler, and no origin
+	// check on /ws.
 	Dev bool
 	// DevSource says how Dev was decided: "--dev", "$SWITCHBOARD_DEV", or "auto"
 	// (from whether Addr is a loopback address).
@@ -47,7 +48,9 @@ type options struct {
 	MaxBodySize int64
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
-	// Config holds the manager's limits. newServer sets Authenticator, Logger and
+	// Metrics serves /metrics and Pprof /debug/pprof/ (observability.go).
+	Metrics, Pprof bool
+	// Config holds the manager's limits. newServer sets Authenticator, Logger, Observer and
 	// InsecureSkipOriginCheck.
 	Config switchboard.Config
 
@@ -62,6 +65,7 @@ func defaultOptions() options {
 		ShutdownTimeout: 10 * time.Second,
 		MaxBodySize:     1 << 20,
 		LogLevel:        slog.LevelInfo,
+		Metrics:         true,
 	}
 }
 
@@ -396,8 +400,9 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 	c.stringVar(&o.Addr, "addr", envName("addr"), "listen `address` (host:port)")
 	c.fs.Var(devValue{&o.Dev, devSet}, "dev",
 		"development mode: generate and print an API key and a JWT secret when unset, serve "+
-			"GET /api/dev/token?user=ID (no API key needed), accept WebSocket connections "+
-			"from any origin. Default: on when --addr is a loopback address (127.0.0.1, ::1, "+
+			"GET /api/dev/token?user=ID, POST /api/dev/publish and POST /api/dev/notify (no API "+
+			"key needed), answer ACTION {\"action\": \"echo\"} for the demo page, accept "+
+			"WebSocket connections from any origin. Default: on when --addr is a loopback address (127.0.0.1, ::1, "+
 			"localhost), off otherwise; --dev=false turns it off. Never use it in production")
 	c.bind("dev", envName("dev"), "")
 	c.stringVar(&o.APIKey, "api-key", envName("api-key"),
@@ -465,12 +470,14 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 	c.intLimit(&cfg.ReadBufferSize, "read-buffer-size",
 		"bytes of socket read buffer per connection (larger messages bypass it)", "512", "")
 	c.intLimit(&cfg.WriteBufferSize, "write-buffer-size",
-		"bytes of socket write buffer per connection: a frame that fits goes out in one write", "2048", "")
+		"bytes of write buffer per connection for frames the WebSocket library writes itself "+
+			"(pongs, close); queued messages are gathered per batch into one write regardless", "256", "")
 	c.durationLimit(&cfg.PingInterval, "ping-interval", "how often the server sends PING to each connection", "25s", "off")
 	c.durationLimit(&cfg.PongTimeout, "pong-timeout",
 		"a connection that sends nothing this long after a server PING is closed with 1008", "10s", "")
 	c.durationLimit(&cfg.WriteTimeout, "write-timeout",
 		"a connection whose socket accepts no write for this long is closed with 1013", "10s", "off")
+	observabilityFlags(c, o)
 	return c, devSet
 }
 

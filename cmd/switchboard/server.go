@@ -12,15 +12,18 @@ import (
 
 	"github.com/switchboardrt/switchboard"
 	"github.com/switchboardrt/switchboard/auth"
+	jsclient "github.com/switchboardrt/switchboard/clients/js"
 )
 
 // server is the standalone Switchboard server: a Manager at /ws, the HTTP API, the
-// health check and the demo page, behind one http.Handler.
+// health check, the JavaScript client at /switchboard.js and the demo page, behind one
+// http.Handler.
 type server struct {
 	opts    options
 	log     *slog.Logger
 	manager *switchboard.Manager
 	handler http.Handler
+	obs     observability // metrics (observability.go)
 
 	// apiKey is the key the /api routes require ("" disables them); apiKeyHash is its
 	// SHA-256, compared in constant time with the hash of the presented key.
@@ -101,7 +104,14 @@ func newServer(opts options) (*server, error) {
 	}
 	cfg.InsecureSkipOriginCheck = opts.Dev
 	cfg.Logger = log
+	if err := s.initObservability(&cfg); err != nil {
+		return nil, err
+	}
 	s.manager = switchboard.New(cfg)
+	s.obs.watch(s.manager)
+	if opts.Dev {
+		s.manager.Handle(switchboard.TypeAction, handleDemoAction)
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -114,13 +124,15 @@ func (s *server) routes() http.Handler {
 	mux.Handle("/api/broadcast", s.api(http.MethodPost, s.handleBroadcast))
 	mux.Handle("/api/users/{id}/notify", s.api(http.MethodPost, s.handleNotify))
 	if s.opts.Dev {
-		// Without the API key: the demo page fetches its token here.
-		mux.Handle("/api/dev/token", allow(http.MethodGet, s.handleDevToken))
+		// Without the API key, for the demo page: token, publish, notify.
+		s.devRoutes(mux)
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.URL.Path)
 	})
 	mux.Handle("/healthz", allow(http.MethodGet, s.handleHealth))
+	s.observabilityRoutes(mux)
+	mux.Handle("/switchboard.js", jsclient.Handler())
 	mux.Handle("/{$}", allow(http.MethodGet, serveDemo))
 	return mux
 }

@@ -155,19 +155,26 @@ describe('against the server', () => {
     client.close()
   })
 
-  it('makes requests: PING → PONG, ACTION → unknown_type, timeouts', async () => {
+  it('makes requests: PING → PONG, ACTION → ACTION_RESULT or ERROR, unknown types, timeouts', async () => {
     const client = newClient(server)
     const pong = await client.request('PING', {}, { timeout: 2000 })
     assert.equal(pong.type, 'PONG')
     assert.ok(pong.correlation_id)
 
+    // The dev-mode server's demo ACTION handler: echo, or ERROR bad_message.
+    const echo = await client.action({ action: 'echo', order_id: 1042 })
+    assert.deepEqual(echo, { ok: true, action: 'echo', user_id: null, echo: { action: 'echo', order_id: 1042 } })
     await assert.rejects(client.action({ action: 'cancel', order_id: 1042 }), (err) => {
       assert.ok(err instanceof SwitchboardError)
+      assert.equal(err.code, 'bad_message')
+      assert.match(err.message, /^ACTION: unknown action "cancel"/)
+      return true
+    })
+    await assert.rejects(client.request('ORDER_STATUS', { id: 1 }), (err) => {
       assert.equal(err.code, 'unknown_type')
       assert.match(err.message, /no handler/)
       return true
     })
-    await assert.rejects(client.request('ORDER_STATUS', { id: 1 }), { code: 'unknown_type' })
     // The server answers PONG with nothing at all.
     await assert.rejects(client.request('PONG', {}, { timeout: 200 }), { code: 'timeout' })
     // The connection is still fine.
