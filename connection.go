@@ -394,12 +394,27 @@ func (c *Conn) setState(to State) bool {
 	return true
 }
 
-// readLoop reads frames until the connection ends, then unregisters the connection.
+// readLoop is the connection's read side. On sockets that support waitReadable it runs in
+// two alternating goroutines: an idle one that only waits for the client to send something
+// (a shallow call chain that never grows its stack past the minimum), and a busy one that
+// reads and handles messages (whose stack grows as handlers need) and hands back to a fresh
+// idle one once nothing is left to read. An idle connection thus keeps only a minimal
+// stack, however deep its last message's handling went. The manager's WaitGroup counts the
+// read side once, from the upgrade to finish.
 func (c *Conn) readLoop() {
-	defer c.m.wg.Done()
+	if c.raw == nil {
+		c.readMessages()
+		return
+	}
+	c.waitReadable()
+	go c.readMessages()
+}
+
+// readMessages reads and handles messages until none is waiting (then it starts an idle
+// readLoop and returns) or the connection ends (then it unregisters the connection).
+func (c *Conn) readMessages() {
 	var err error
 	for {
-		c.waitReadable()
 		var typ websocket.MessageType
 		var r io.Reader
 		typ, r, err = c.ws.Reader(context.Background())
@@ -412,15 +427,16 @@ func (c *Conn) readLoop() {
 			break
 		}
 		c.lastRead.Store(c.m.now())
-		if !c.state.load().Live() {
-			continue // closing: drain what the client still sends
+		if c.state.load().Live() && c.allow() {
+			c.ep.protocol.OnMessage(c.m.ctx, c, data, typ == websocket.MessageBinary)
+		} // else closing: drain what the client still sends
+		if c.raw != nil && c.idle() {
+			go c.readLoop()
+			return
 		}
-		if !c.allow() {
-			continue
-		}
-		c.ep.protocol.OnMessage(c.m.ctx, c, data, typ == websocket.MessageBinary)
 	}
 	c.finish(err)
+	c.m.wg.Done()
 }
 
 // allow charges the message rate limiter; over the limit it answers ERROR rate_limited and,

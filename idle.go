@@ -2,10 +2,10 @@ package switchboard
 
 import (
 	"bufio"
-	"errors"
 	"net"
 	"net/http"
 	"syscall"
+	"unsafe"
 )
 
 // Idle connections are most of a realtime server's connections, so what one costs while it
@@ -67,12 +67,32 @@ func (c *Conn) waitReadable() {
 	if skip {
 		return
 	}
+	_ = c.raw.Read(peekReady)
+}
+
+// idle reports whether nothing is waiting to be read: the buffer is empty and so is the
+// socket. It never blocks. While a close is under way it reports false, so the busy reader
+// keeps reading (the close handshake needs it) and the buffer is left alone.
+func (c *Conn) idle() bool {
+	c.mu.Lock()
+	busy := c.closeReq || c.br.Buffered() > 0
+	c.mu.Unlock()
+	if busy {
+		return false
+	}
+	ready := true
+	if err := c.raw.Control(func(fd uintptr) { ready = peekReady(fd) }); err != nil {
+		return false
+	}
+	return !ready
+}
+
+// peekReady reports whether the socket fd has something to read (or has failed), without
+// consuming it. Returning false parks the caller in the network poller until it may have.
+func peekReady(fd uintptr) bool {
 	var b [1]byte
-	_ = c.raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if n == 0 && err != nil && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR)) {
-			return false // nothing yet: park in the poller
-		}
-		return true // data, end of stream or an error: the library's reader will see it
-	})
+	// recvfrom(2) without an address: syscall.Recvfrom would allocate one on every call.
+	_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return errno != syscall.EAGAIN && errno != syscall.EINTR
 }
