@@ -103,7 +103,7 @@ func (e *encodeCache) frame(c Codec) ([]byte, error) {
 			return e.more[i].frame, e.more[i].err
 		}
 	}
-	f, err := c.Encode(nil, e.msg)
+	f, err := c.Encode(make([]byte, 0, encodedSizeHint(e.msg)), e.msg)
 	if e.n < len(e.items) {
 		e.items[e.n] = encoded{c, f, err}
 		e.n++
@@ -111,6 +111,11 @@ func (e *encodeCache) frame(c Codec) ([]byte, error) {
 		e.more = append(e.more, encoded{c, f, err})
 	}
 	return f, err
+}
+
+// encodedSizeHint guesses a frame's size so that encoding allocates once.
+func encodedSizeHint(m *Message) int {
+	return len(m.Payload) + len(m.Type) + len(m.Topic) + len(m.CorrelationID) + len(m.Epoch) + 128
 }
 
 var connListPool = sync.Pool{New: func() any { return new([]*Conn) }}

@@ -48,6 +48,7 @@ type Conn struct {
 	subs  []string
 	gone  bool // unregistered: no new subscriptions
 
+	nc   net.Conn        // the hijacked network connection, for closeTransport
 	cork corkWriter      // gathers a batch's frames into one write, when leanWriter set it up
 	br   *bufio.Reader   // the socket's read buffer when leanWriter provided it
 	raw  syscall.RawConn // the socket, for waitReadable; nil when unavailable
@@ -126,7 +127,7 @@ func (c *Conn) Send(msg *Message) error {
 		return fmt.Errorf("%w: nil message", ErrBadMessage)
 	}
 	msg = prepare(msg, msg.Topic)
-	frame, err := c.ep.codec.Encode(nil, msg)
+	frame, err := c.ep.codec.Encode(make([]byte, 0, encodedSizeHint(msg)), msg)
 	if err != nil {
 		return err
 	}
@@ -233,10 +234,16 @@ func (c *Conn) writeLoop() {
 			code, reason := c.closeCode, c.closeReason
 			if !closeNow {
 				c.writing = false
-				// Keep a small queue for reuse; give a grown one back to the GC.
-				if cap(c.queue) > 16 {
-					c.queue = nil
+				// Keep a small drained slice for the next burst (one allocation less per
+				// wake-up); give a grown one back to the GC, idle connections stay small.
+				keep := c.queue
+				if cap(batch) > cap(keep) {
+					keep = batch[:0]
 				}
+				if cap(keep) > 4 {
+					keep = nil
+				}
+				c.queue = keep
 			}
 			c.mu.Unlock()
 			if closeNow {
@@ -357,14 +364,21 @@ func (c *Conn) kill(code int, reason string) {
 		c.closeCode, c.closeReason = code, reason
 	}
 	c.queue = nil
-	if !c.writing {
-		c.mu.Unlock()
-		return // the write finished meanwhile
-	}
-	c.m.wg.Add(1) // under mu: the running writer holds the group open
 	c.mu.Unlock()
-	// CloseNow may wait for a close handshake already under way: not on the caller's goroutine.
-	go func() {
+	c.closeTransport()
+}
+
+// closeTransport closes the network connection under the WebSocket at once. Unlike the
+// library's CloseNow it does not wait for a close handshake already under way, so a peer
+// that has stopped reading cannot hold anything up; the library's own goroutines see the
+// closed socket and end.
+func (c *Conn) closeTransport() {
+	if c.nc != nil {
+		_ = c.nc.Close()
+		return
+	}
+	c.m.wg.Add(1)
+	go func() { // CloseNow may wait for a handshake under way: not on the caller's goroutine
 		defer c.m.wg.Done()
 		_ = c.ws.CloseNow()
 	}()
@@ -495,7 +509,13 @@ func (c *Conn) finish(readErr error) {
 		} else {
 			c.toDisconnecting()
 		}
-		_ = c.ws.CloseNow()
+		if code == CloseMessageTooBig {
+			// The library has sent the close frame; finish the handshake, discarding the rest
+			// of the oversized message, so the client reads 1009 rather than a reset.
+			_ = c.ws.Close(CloseMessageTooBig, reason)
+		} else {
+			_ = c.ws.CloseNow()
+		}
 	}
 
 	c.subMu.Lock()

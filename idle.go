@@ -38,6 +38,7 @@ func (w *leanWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return conn, brw, err
 	}
+	w.c.nc = conn
 	if brw.Reader.Buffered() > 0 || brw.Writer.Buffered() > 0 {
 		return conn, brw, nil
 	}

@@ -376,7 +376,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		for _, c := range m.reg.snapshot() {
-			_ = c.ws.CloseNow()
+			c.closeTransport()
 		}
 		<-done
 	}
