@@ -84,6 +84,19 @@ type Config struct {
 	// connection, so they weigh on memory per connection.
 	WriteBufferSize int
 
+	// Compression enables permessage-deflate for clients that offer it. Default
+	// CompressionOff. Inbound messages are limited by MaxMessageSize after decompression.
+	Compression CompressionMode
+	// CompressionThreshold is the smallest message compressed; smaller ones go out as they
+	// are. Default: 128 bytes with context takeover, 512 without.
+	CompressionThreshold int
+	// BatchMaxMessages caps the messages joined into one frame for SubprotocolV1Batch
+	// clients. Default 64.
+	BatchMaxMessages int
+	// BatchMaxBytes caps the size of a batched frame. Default 64 KiB; a message larger
+	// than this goes alone.
+	BatchMaxBytes int
+
 	// PingInterval is how often the server sends PING to each connection. Default 25s;
 	// negative: no PINGs (and so no pong timeout).
 	PingInterval time.Duration
@@ -174,6 +187,8 @@ func (c Config) WithDefaults() Config {
 	if c.WriteBufferSize < 64 {
 		c.WriteBufferSize = 64
 	}
+	c.BatchMaxMessages = orInt(c.BatchMaxMessages, 64)
+	c.BatchMaxBytes = orInt(c.BatchMaxBytes, 64<<10)
 	c.PingInterval = orDuration(c.PingInterval, 25*time.Second)
 	c.PongTimeout = orDuration(c.PongTimeout, 10*time.Second)
 	c.WriteTimeout = orDuration(c.WriteTimeout, 10*time.Second)

@@ -18,6 +18,10 @@ import (
 	"github.com/switchboardrt/switchboard/auth"
 )
 
+// background is the context of socket reads and writes: their deadlines are enforced by the
+// manager's sweeper, so they need none of their own (and allocate nothing for one).
+var background = context.Background()
+
 // Conn is one live client connection. Its methods are safe for concurrent use.
 //
 // A connection has one goroutine reading from its socket and, only while something is
@@ -52,6 +56,8 @@ type Conn struct {
 	cork corkWriter      // gathers a batch's frames into one write, when leanWriter set it up
 	br   *bufio.Reader   // the socket's read buffer when leanWriter provided it
 	raw  syscall.RawConn // the socket, for waitReadable; nil when unavailable
+
+	batch bool // negotiated SubprotocolV1Batch
 
 	limiter *rate.Limiter
 	strikes *rate.Limiter // rejected messages; created on the first one
@@ -260,12 +266,16 @@ func (c *Conn) writeLoop() {
 			c.cork.cork()
 		}
 		var err error
-		for i, frame := range batch {
-			if err == nil {
-				err = c.ws.Write(context.Background(), typ, frame)
+		if c.batch {
+			err = c.writeBatched(typ, batch)
+		} else {
+			for _, frame := range batch {
+				if err = c.ws.Write(background, typ, frame); err != nil {
+					break
+				}
 			}
-			batch[i] = nil
 		}
+		clear(batch)
 		if corked {
 			if ferr := c.cork.uncork(); err == nil {
 				err = ferr

@@ -194,15 +194,21 @@ type EndpointConfig struct {
 	// (control messages handled by the manager, other types dispatched to the Router).
 	Protocol Protocol
 	// Subprotocols lists the WebSocket subprotocols the endpoint accepts, in order of
-	// preference. Clients asking for none are served too.
+	// preference; the first the client also offers is chosen, and unknown ones are ignored
+	// (RFC 6455). Default for the JSON codec and the default protocol: SubprotocolV1Batch,
+	// SubprotocolV1. Clients asking for none are served with SubprotocolV1's behaviour,
+	// unless RequireSubprotocol is set.
 	Subprotocols []string
+	// RequireSubprotocol refuses (HTTP 400) an upgrade that negotiates none of Subprotocols.
+	RequireSubprotocol bool
 }
 
 type endpoint struct {
-	m        *Manager
-	codec    Codec
-	protocol Protocol
-	accept   websocket.AcceptOptions
+	m          *Manager
+	codec      Codec
+	protocol   Protocol
+	accept     websocket.AcceptOptions
+	requireSub bool
 }
 
 // Endpoint returns an http.Handler for another endpoint of the same manager, e.g. a
@@ -211,17 +217,23 @@ type endpoint struct {
 func (m *Manager) Endpoint(cfg EndpointConfig) http.Handler { return m.newEndpoint(cfg) }
 
 func (m *Manager) newEndpoint(cfg EndpointConfig) *endpoint {
-	ep := &endpoint{m: m, codec: cfg.Codec, protocol: cfg.Protocol}
+	ep := &endpoint{m: m, codec: cfg.Codec, protocol: cfg.Protocol, requireSub: cfg.RequireSubprotocol}
 	if ep.codec == nil {
 		ep.codec = JSONCodec{}
 	}
+	subs := cfg.Subprotocols
 	if ep.protocol == nil {
 		ep.protocol = envelopeProtocol{}
+		if subs == nil && !ep.codec.Binary() {
+			subs = []string{SubprotocolV1Batch, SubprotocolV1}
+		}
 	}
 	ep.accept = websocket.AcceptOptions{
-		Subprotocols:       cfg.Subprotocols,
-		OriginPatterns:     m.cfg.OriginPatterns,
-		InsecureSkipVerify: m.cfg.InsecureSkipOriginCheck,
+		Subprotocols:         subs,
+		OriginPatterns:       m.cfg.OriginPatterns,
+		InsecureSkipVerify:   m.cfg.InsecureSkipOriginCheck,
+		CompressionMode:      m.cfg.Compression.library(),
+		CompressionThreshold: m.cfg.CompressionThreshold,
 	}
 	return ep
 }
@@ -258,6 +270,13 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if ep.requireSub && !offersAny(r, ep.accept.Subprotocols) {
+		m.onRejected("bad_handshake")
+		httpError(w, http.StatusBadRequest, "subprotocol_required",
+			"this endpoint requires one of the subprotocols "+strings.Join(ep.accept.Subprotocols, ", "))
+		return
+	}
+
 	// A token at the handshake authenticates the connection at once. A bad one does not
 	// refuse the upgrade: the client is told with ERROR and may still send AUTHENTICATE.
 	var ident *auth.Identity
@@ -284,6 +303,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.ws = ws
+	c.batch = strings.EqualFold(ws.Subprotocol(), SubprotocolV1Batch) && !ep.codec.Binary()
 	if m.cfg.MaxMessageSize > 0 {
 		ws.SetReadLimit(m.cfg.MaxMessageSize)
 	} else {
@@ -327,6 +347,20 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Shutdown began while this connection was being set up and may have missed it.
 		c.Close(CloseGoingAway, "server shutting down")
 	}
+}
+
+// offersAny reports whether the client's Sec-WebSocket-Protocol offers one of subs.
+func offersAny(r *http.Request, subs []string) bool {
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			for _, s := range subs {
+				if strings.EqualFold(strings.TrimSpace(p), s) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // stateChangedInit moves a new connection to CONNECTING.

@@ -1,6 +1,7 @@
 package switchboard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,11 +38,38 @@ type envelopeProtocol struct{}
 func (envelopeProtocol) OnConnect(context.Context, *Conn) {}
 func (envelopeProtocol) OnClose(*Conn, int, string)       {}
 func (p envelopeProtocol) OnMessage(ctx context.Context, c *Conn, frame []byte, binary bool) {
+	if c.batch && !binary && bytes.IndexByte(frame, '\n') >= 0 {
+		// A batch: one envelope per line. The first line was charged to the rate limit
+		// with the frame; each further one is charged on its own.
+		first := true
+		for len(frame) > 0 {
+			line := frame
+			if i := bytes.IndexByte(frame, '\n'); i >= 0 {
+				line, frame = frame[:i], frame[i+1:]
+			} else {
+				frame = nil
+			}
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			if !first && !c.allow() {
+				continue
+			}
+			first = false
+			p.handle(ctx, c, line)
+		}
+		return
+	}
 	if binary && !c.ep.codec.Binary() {
 		c.CountIn("invalid", len(frame))
 		c.sendError(nil, CodeBadMessage, "binary frames are not accepted; send JSON text frames")
 		return
 	}
+	p.handle(ctx, c, frame)
+}
+
+// handle decodes and handles one envelope.
+func (p envelopeProtocol) handle(ctx context.Context, c *Conn, frame []byte) {
 	var msg Message
 	if err := c.ep.codec.Decode(frame, &msg); err != nil {
 		c.CountIn("invalid", len(frame))
