@@ -745,8 +745,3 @@ func (e *SubscribeError) Error() string {
 
 // Unwrap returns the first underlying error.
 func (e *SubscribeError) Unwrap() error { return e.Err }
-
-// isClosedErr reports errors that only mean the peer went away.
-func isClosedErr(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1
-}

@@ -90,17 +90,6 @@ func (r *registry) snapshot() []*Conn {
 	return out
 }
 
-func (r *registry) count() int {
-	n := 0
-	for i := range r.conns {
-		s := &r.conns[i]
-		s.mu.RLock()
-		n += len(s.m)
-		s.mu.RUnlock()
-	}
-	return n
-}
-
 // addUser indexes c under user unless the user already has max connections (max < 0: no cap).
 func (r *registry) addUser(user string, c *Conn, max int) bool {
 	s := &r.users[shardOf(user)]
