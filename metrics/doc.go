@@ -4,7 +4,7 @@
 // switchboard.Config.Observer and it counts what the manager does (connections opened and
 // closed, messages in and out, fan-outs, slow consumers, rate limiting, authentication
 // failures). [Metrics.Watch] adds gauges read from a manager at scrape time: live
-// connections by state, topics and subscriptions.
+// connections by state and by negotiated subprotocol, topics and subscriptions.
 //
 //	reg := prometheus.NewRegistry()
 //	obs, err := metrics.New(reg)
@@ -43,6 +43,7 @@
 // Gauges, with [Metrics.Watch]:
 //
 //	switchboard_connections{state}                   live connections by state
+//	switchboard_connections_by_subprotocol{subprotocol} live connections by subprotocol
 //	switchboard_topics                               topics with a local subscriber
 //	switchboard_subscriptions                        (connection, topic) pairs
 //
@@ -66,6 +67,10 @@
 //     switchboard package uses are created up front; other values are set by the
 //     application's code, not by clients, and get their own series up to a limit of 16
 //     new values per metric, after which they count as "other".
+//   - subprotocol: "none" (the client asked for no subprotocol), switchboard.v1,
+//     switchboard.v1.batch, and up to 16 subprotocols of the application's own endpoints,
+//     after which they count as "other". The server only ever negotiates a subprotocol
+//     from its endpoint's list, so clients cannot add values.
 //
 // All the known label values are created by New, so they are exported as 0 before anything
 // happens, and rate() and absent-series alerts work from the start.

@@ -59,6 +59,7 @@ func Example() {
 	// switchboard_bytes_in_total COUNTER
 	// switchboard_bytes_out_total COUNTER
 	// switchboard_connections GAUGE
+	// switchboard_connections_by_subprotocol GAUGE
 	// switchboard_connections_closed_total COUNTER
 	// switchboard_connections_opened_total COUNTER
 	// switchboard_fanout_duration_seconds HISTOGRAM

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -431,4 +432,76 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 	t.Logf("%d scrapes meanwhile", scrapes)
+}
+
+// TestConnectionsBySubprotocol checks switchboard_connections_by_subprotocol against the
+// subprotocols the clients negotiated, and that endpoints with subprotocols of their own
+// add a bounded number of label values.
+func TestConnectionsBySubprotocol(t *testing.T) {
+	f := newFixture(t, switchboard.Config{ConnRatePerIP: -1})
+	gauge := func(p string) float64 {
+		t.Helper()
+		return f.value(t, "switchboard_connections_by_subprotocol", "subprotocol", p)
+	}
+	for _, p := range []string{"none", switchboard.SubprotocolV1, switchboard.SubprotocolV1Batch} {
+		if got := gauge(p); got != 0 {
+			t.Errorf("before any connection: {subprotocol=%q} = %v, want 0", p, got)
+		}
+	}
+	dialWith := func(url string, protos ...string) *websocket.Conn {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: protos})
+		if err != nil {
+			t.Fatalf("dial %v: %v", protos, err)
+		}
+		t.Cleanup(func() { _ = ws.CloseNow() })
+		return ws
+	}
+	f.dial(t) // none
+	dialWith(f.wsURL(), switchboard.SubprotocolV1)
+	batch := dialWith(f.wsURL(), switchboard.SubprotocolV1Batch, switchboard.SubprotocolV1)
+	dialWith(f.wsURL(), "unknown.v9", switchboard.SubprotocolV1Batch)
+	waitFor(t, "4 connections", func() bool { return f.m.Stats().Connections == 4 })
+	for p, want := range map[string]float64{"none": 1, switchboard.SubprotocolV1: 1, switchboard.SubprotocolV1Batch: 2} {
+		if got := gauge(p); got != want {
+			t.Errorf("{subprotocol=%q} = %v, want %v", p, got, want)
+		}
+	}
+	if got := gauge("unknown.v9"); got != -1 {
+		t.Errorf("a subprotocol the server did not accept has a series (%v)", got)
+	}
+	_ = batch.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, "3 connections", func() bool { return f.m.Stats().Connections == 3 })
+	if got := gauge(switchboard.SubprotocolV1Batch); got != 1 {
+		t.Errorf("after a close: {subprotocol=%q} = %v, want 1", switchboard.SubprotocolV1Batch, got)
+	}
+
+	// An endpoint of the application's own, with 40 subprotocols: 16 get a series of their
+	// own, the rest count as "other".
+	var own []string
+	for i := range 40 {
+		own = append(own, fmt.Sprintf("app.v%d", i))
+	}
+	ep := httptest.NewServer(f.m.Endpoint(switchboard.EndpointConfig{Subprotocols: own}))
+	t.Cleanup(ep.Close)
+	url := "ws" + strings.TrimPrefix(ep.URL, "http")
+	for _, p := range own {
+		dialWith(url, p)
+	}
+	waitFor(t, "43 connections", func() bool { return f.m.Stats().Connections == 43 })
+	n := testutil.CollectAndCount(f.obs, "switchboard_connections_by_subprotocol")
+	if n > 3+16+1 {
+		t.Errorf("%d subprotocol series for 40 subprotocols, want at most %d", n, 3+16+1)
+	}
+	total := 0.0
+	for _, p := range append(own, "other") {
+		if v := gauge(p); v > 0 {
+			total += v
+		}
+	}
+	if total != 40 || gauge("other") != 40-16 {
+		t.Errorf("own subprotocols: %v connections counted, %v as other; want 40 and %d", total, gauge("other"), 40-16)
+	}
 }

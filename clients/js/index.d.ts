@@ -32,6 +32,15 @@ export declare const defaults: Readonly<{
   connectTimeout: number
   maxQueue: number
   autoConnect: boolean
+  batching: boolean
+}>
+
+/** The WebSocket subprotocols of wire protocol v1. */
+export declare const Subprotocols: Readonly<{
+  /** One JSON envelope per text frame. */
+  V1: 'switchboard.v1'
+  /** Several envelopes per text frame, separated by "\n", when several are queued. */
+  V1_BATCH: 'switchboard.v1.batch'
 }>
 
 /** A message of wire protocol v1, as received. Unknown fields are kept. */
@@ -86,6 +95,8 @@ export type TokenResult = string | null | undefined
 /** The minimal WebSocket the client needs: the browser's, or the `ws` package's in Node. */
 export interface WebSocketLike {
   readonly readyState: number
+  /** The negotiated subprotocol ('' for none). */
+  readonly protocol?: string
   send(data: string): void
   close(code?: number, reason?: string): void
   onopen: ((ev: any) => any) | null
@@ -95,7 +106,7 @@ export interface WebSocketLike {
 }
 
 /** A WebSocket class: `globalThis.WebSocket`, or `WebSocket` from the `ws` package. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
 
 /** Timers and randomness, injectable for tests. */
 export interface Clock {
@@ -113,7 +124,7 @@ export interface SwitchboardOptions {
    */
   getToken?: (request: TokenRequest) => TokenResult | Promise<TokenResult>
   /** The WebSocket class. Default: `globalThis.WebSocket`. In Node 20: `WebSocket` from `ws`. */
-  WebSocket?: WebSocketConstructor | (new (url: string) => any)
+  WebSocket?: WebSocketConstructor | (new (url: string, protocols?: string[]) => any)
   /** Upper bound of the first reconnect delay, doubled on each failed attempt (full jitter). Default 500 ms. */
   minDelay?: number
   /** Cap of the reconnect delay. Default 20000 ms. */
@@ -126,6 +137,13 @@ export interface SwitchboardOptions {
   maxQueue?: number
   /** Connect in the constructor. Default true; with false, call connect(). */
   autoConnect?: boolean
+  /**
+   * Ask for the `switchboard.v1.batch` subprotocol (then `switchboard.v1`), in which the
+   * server may put several messages in one frame when several are queued: fewer frames
+   * for busy clients. Default true; false asks for `switchboard.v1` only. The endpoint
+   * must accept these subprotocols (the server's /ws does). See {@link Switchboard.protocol}.
+   */
+  batching?: boolean
   /** Timer function, for tests. Default: the global setTimeout. */
   setTimeout?: (fn: () => void, ms: number) => unknown
   /** Timer function, for tests. Default: the global clearTimeout. */
@@ -243,6 +261,11 @@ export declare class Switchboard {
   readonly state: State
   /** The connection's ID (CONNECT_ACK client_id), or null. */
   readonly clientId: string | null
+  /**
+   * The subprotocol the server chose: 'switchboard.v1.batch', 'switchboard.v1', or '' for
+   * none; null while no socket is open.
+   */
+  readonly protocol: string | null
   /** The authenticated user's ID, or null. */
   readonly userId: string | null
   /** When the token expires (seconds since the epoch), or null. */

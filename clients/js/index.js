@@ -33,6 +33,15 @@ export const defaults = Object.freeze({
   connectTimeout: 10000,
   maxQueue: 256,
   autoConnect: true,
+  batching: true,
+})
+
+/** The WebSocket subprotocols of wire protocol v1 (docs/protocol.md, "Subprotocols"). */
+export const Subprotocols = Object.freeze({
+  /** One JSON envelope per text frame. */
+  V1: 'switchboard.v1',
+  /** Several envelopes per text frame, separated by "\n", when several are queued. */
+  V1_BATCH: 'switchboard.v1.batch',
 })
 
 // Close code of a WebSocket that the client gives up on itself (handshake or ping timeout,
@@ -191,6 +200,9 @@ export class Switchboard {
     this._requestTimeout = nonNegative(options.requestTimeout, defaults.requestTimeout)
     this._connectTimeout = nonNegative(options.connectTimeout, defaults.connectTimeout)
     this._maxQueue = nonNegative(options.maxQueue, defaults.maxQueue)
+    this._protocols = (options.batching ?? defaults.batching)
+      ? [Subprotocols.V1_BATCH, Subprotocols.V1]
+      : [Subprotocols.V1]
 
     this._state = States.DISCONNECTED
     this._listeners = new Map() // event name → Set of handlers
@@ -208,6 +220,7 @@ export class Switchboard {
     this._watchdog = null
     this._pingInterval = 0
     this._clientId = null
+    this._protocol = null
     this._userId = null
     this._expiresAt = null
     this._lastToken = null
@@ -231,6 +244,16 @@ export class Switchboard {
   /** The connection's ID from CONNECT_ACK (`client_id`), or null when not connected. */
   get clientId() {
     return this._clientId
+  }
+
+  /**
+   * The WebSocket subprotocol the server chose: `switchboard.v1.batch` (several messages
+   * may arrive in one frame), `switchboard.v1`, or '' when it chose none; null while no
+   * socket is open.
+   * @type {string | null}
+   */
+  get protocol() {
+    return this._protocol
   }
 
   /** The authenticated user's ID, or null. */
@@ -453,7 +476,7 @@ export class Switchboard {
     this._setState(States.CONNECTING)
     let ws
     try {
-      ws = new this._WebSocket(this._url)
+      ws = new this._WebSocket(this._url, this._protocols)
     } catch (err) {
       this._reportError(new SwitchboardError('connect_failed', `cannot open ${this._url}: ${errText(err)}`, { cause: err }))
       this._ws = null
@@ -462,7 +485,9 @@ export class Switchboard {
     }
     this._ws = ws
     ws.onopen = () => {
-      if (gen === this._gen) this._handshake(gen)
+      if (gen !== this._gen) return
+      this._protocol = typeof ws.protocol === 'string' ? ws.protocol : ''
+      this._handshake(gen)
     }
     ws.onmessage = (ev) => {
       if (gen === this._gen) this._onFrame(ev.data)
@@ -654,6 +679,7 @@ export class Switchboard {
     this._ws = null
     this._ready = false
     this._clientId = null
+    this._protocol = null
     this._userId = null
     this._expiresAt = null
     this._pingInterval = 0
@@ -785,6 +811,20 @@ export class Switchboard {
 
   _onFrame(data) {
     if (typeof data !== 'string') return // the JSON protocol uses text frames only
+    if (this._protocol !== Subprotocols.V1_BATCH || !data.includes('\n')) {
+      this._onText(data)
+      return
+    }
+    // A batch: one envelope per line. Stop if a message ends this socket.
+    const gen = this._gen
+    for (const line of data.split('\n')) {
+      if (gen !== this._gen) return
+      if (line.trim() !== '') this._onText(line)
+    }
+  }
+
+  // _onText handles one JSON envelope.
+  _onText(data) {
     let msg
     try {
       msg = JSON.parse(data)

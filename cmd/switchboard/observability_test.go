@@ -43,6 +43,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, want := range []string{
 		`switchboard_connections{state="connected"} 1`,
 		`switchboard_connections{state="authenticated"} 0`,
+		`switchboard_connections_by_subprotocol{subprotocol="none"} 1`,
 		`switchboard_connections_opened_total{codec="json"} 1`,
 		`switchboard_messages_in_total{type="PING"} 1`,
 		`switchboard_messages_out_total{type="PONG"} 1`,

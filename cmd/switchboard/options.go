@@ -15,6 +15,10 @@ import (
 	"github.com/switchboardrt/switchboard"
 )
 
+// compressionThresholdDefault is what --help says of the library's default threshold: the
+// manager leaves 0 in Config and the WebSocket library picks by mode.
+const compressionThresholdDefault = "128 with context takeover, 512 without"
+
 // envPrefix starts the name of every environment variable the server reads.
 const envPrefix = "SWITCHBOARD_"
 
@@ -50,6 +54,9 @@ type options struct {
 	LogLevel slog.Level
 	// Metrics serves /metrics and Pprof /debug/pprof/ (observability.go).
 	Metrics, Pprof bool
+	// RequireSubprotocol makes /ws refuse (HTTP 400) clients that ask for none of its
+	// WebSocket subprotocols.
+	RequireSubprotocol bool
 	// Config holds the manager's limits. newServer sets Authenticator, Logger, Observer and
 	// InsecureSkipOriginCheck.
 	Config switchboard.Config
@@ -368,6 +375,34 @@ func (l *listValue) Set(s string) error {
 	return nil
 }
 
+// compressionValue is --compression: off, no-context-takeover or context-takeover.
+type compressionValue switchboard.CompressionMode
+
+var compressionNames = []string{
+	switchboard.CompressionOff:               "off",
+	switchboard.CompressionNoContextTakeover: "no-context-takeover",
+	switchboard.CompressionContextTakeover:   "context-takeover",
+}
+
+func (v *compressionValue) Set(s string) error {
+	for mode, name := range compressionNames {
+		if strings.EqualFold(strings.TrimSpace(s), name) {
+			*v = compressionValue(mode)
+			return nil
+		}
+	}
+	return fmt.Errorf("want %s", strings.Join(compressionNames, ", "))
+}
+
+func (v *compressionValue) String() string {
+	if v == nil || int(*v) < 0 || int(*v) >= len(compressionNames) {
+		return "off"
+	}
+	return compressionNames[*v]
+}
+func (v *compressionValue) Get() any         { return switchboard.CompressionMode(*v) }
+func (v *compressionValue) typeName() string { return "mode" }
+
 // devValue is --dev: a boolean that remembers whether it was given.
 type devValue struct {
 	v   *bool
@@ -477,6 +512,23 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 		"a connection that sends nothing this long after a server PING is closed with 1008", "10s", "")
 	c.durationLimit(&cfg.WriteTimeout, "write-timeout",
 		"a connection whose socket accepts no write for this long is closed with 1013", "10s", "off")
+
+	c.section = "Subprotocols, batching and compression"
+	c.boolVar(&o.RequireSubprotocol, "require-subprotocol", envName("require-subprotocol"),
+		"refuse (HTTP 400) WebSocket clients on /ws that ask for neither switchboard.v1.batch "+
+			"nor switchboard.v1 (default: such clients get switchboard.v1)")
+	c.intLimit(&cfg.BatchMaxMessages, "batch-max-messages",
+		"most messages joined into one frame for switchboard.v1.batch clients (1: no batching)", "64", "")
+	c.intLimit(&cfg.BatchMaxBytes, "batch-max-bytes",
+		"largest batched frame, in bytes; a larger message goes alone", "65536", "")
+	c.fs.Var((*compressionValue)(&cfg.Compression), "compression",
+		"permessage-deflate for clients that offer it: off, no-context-takeover (each message "+
+			"compressed alone) or context-takeover (a 32 KiB window per connection and direction)")
+	c.bind("compression", envName("compression"), "off")
+	c.intLimit(&cfg.CompressionThreshold, "compression-threshold",
+		"smallest message compressed, in bytes; smaller ones go out as they are",
+		compressionThresholdDefault, "compress every message")
+
 	observabilityFlags(c, o)
 	return c, devSet
 }

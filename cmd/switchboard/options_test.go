@@ -109,6 +109,62 @@ func TestOptionsErrors(t *testing.T) {
 	}
 }
 
+func TestOptionsCompressionAndBatching(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want switchboard.CompressionMode
+	}{
+		{"off", switchboard.CompressionOff},
+		{"no-context-takeover", switchboard.CompressionNoContextTakeover},
+		{"context-takeover", switchboard.CompressionContextTakeover},
+		{"Context-Takeover", switchboard.CompressionContextTakeover},
+	} {
+		o, _, err := parseServeOptions([]string{"--compression", tc.arg}, noEnv)
+		if err != nil || o.Config.Compression != tc.want {
+			t.Errorf("--compression %s: %v, mode %v, want %v", tc.arg, err, o.Config.Compression, tc.want)
+		}
+	}
+	// The flag overrides the environment.
+	o, _, err := parseServeOptions([]string{"--compression=off"},
+		envMap(map[string]string{"SWITCHBOARD_COMPRESSION": "context-takeover"}))
+	if err != nil || o.Config.Compression != switchboard.CompressionOff {
+		t.Errorf("flag over env: %v, mode %v", err, o.Config.Compression)
+	}
+
+	o, _, err = parseServeOptions([]string{
+		"--compression-threshold=-1", "--batch-max-messages=8", "--batch-max-bytes=4096", "--require-subprotocol",
+	}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Config.CompressionThreshold != -1 || o.Config.BatchMaxMessages != 8 || o.Config.BatchMaxBytes != 4096 || !o.RequireSubprotocol {
+		t.Errorf("threshold %d, batch %d/%d, require subprotocol %v",
+			o.Config.CompressionThreshold, o.Config.BatchMaxMessages, o.Config.BatchMaxBytes, o.RequireSubprotocol)
+	}
+	o, _, err = parseServeOptions(nil, envMap(map[string]string{"SWITCHBOARD_REQUIRE_SUBPROTOCOL": "true"}))
+	if err != nil || !o.RequireSubprotocol {
+		t.Errorf("$SWITCHBOARD_REQUIRE_SUBPROTOCOL: %v, %v", err, o.RequireSubprotocol)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--compression", "gzip"}, nil, "compression"},
+		{[]string{"--compression="}, nil, "compression"},
+		{nil, map[string]string{"SWITCHBOARD_COMPRESSION": "max"}, "SWITCHBOARD_COMPRESSION"},
+		{[]string{"--batch-max-messages=-1"}, nil, "batch-max-messages"},
+		{[]string{"--batch-max-bytes=-5"}, nil, "batch-max-bytes"},
+	} {
+		_, _, err := parseServeOptions(tc.args, envMap(tc.env))
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: got %v, want a usage error mentioning %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
 func TestOptionsDevMode(t *testing.T) {
 	for _, tc := range []struct {
 		args   []string
@@ -170,6 +226,8 @@ func TestEveryConfigSettingHasAFlag(t *testing.T) {
 		var arg string
 		var want any
 		switch {
+		case f.Type == reflect.TypeFor[switchboard.CompressionMode]():
+			arg, want = "context-takeover", switchboard.CompressionContextTakeover
 		case f.Type == reflect.TypeFor[time.Duration]():
 			arg, want = "7s", 7*time.Second
 		case f.Type.Kind() == reflect.Int:
@@ -232,13 +290,21 @@ func TestLimitDefaultsDocumented(t *testing.T) {
 			continue
 		}
 		n++
-		if got := c.fs.Lookup(d.name).Value.String(); got != d.libDefault {
+		want := d.libDefault
+		if d.name == "compression-threshold" {
+			// The manager leaves 0 and the WebSocket library picks the threshold by mode.
+			want = "0"
+		}
+		if got := c.fs.Lookup(d.name).Value.String(); got != want {
 			t.Errorf("--%s: help says the library default is %s, the library uses %s", d.name, d.libDefault, got)
 		}
 	}
 	numeric := 0
 	typ := reflect.TypeFor[switchboard.Config]()
 	for i := range typ.NumField() {
+		if typ.Field(i).Type == reflect.TypeFor[switchboard.CompressionMode]() {
+			continue // an enum with its own flag, not a limit
+		}
 		switch typ.Field(i).Type.Kind() {
 		case reflect.Int, reflect.Int64, reflect.Float64:
 			numeric++

@@ -119,7 +119,12 @@ func newServer(opts options) (*server, error) {
 // routes mounts every endpoint of the server.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/ws", s.manager)
+	if s.opts.RequireSubprotocol {
+		// The default endpoint's subprotocols (switchboard.v1.batch, switchboard.v1), required.
+		mux.Handle("/ws", s.manager.Endpoint(switchboard.EndpointConfig{RequireSubprotocol: true}))
+	} else {
+		mux.Handle("/ws", s.manager)
+	}
 	mux.Handle("/api/publish", s.api(http.MethodPost, s.handlePublish))
 	mux.Handle("/api/broadcast", s.api(http.MethodPost, s.handleBroadcast))
 	mux.Handle("/api/users/{id}/notify", s.api(http.MethodPost, s.handleNotify))

@@ -66,8 +66,10 @@ export function seeded(seed) {
 export function fakeWebSocket() {
   const sockets = []
   class FakeSocket {
-    constructor(url) {
+    constructor(url, protocols) {
       this.url = url
+      this.protocols = protocols
+      this.protocol = ''
       this.readyState = 0
       this.sent = []
       this.closedWith = null
@@ -91,8 +93,11 @@ export function fakeWebSocket() {
       this.terminated = true
     }
 
-    // The server side, played by the test.
-    open() {
+    // The server side, played by the test. The server chooses protocol, by default the
+    // first subprotocol the client asked for.
+    open(protocol) {
+      const offered = typeof this.protocols === 'string' ? [this.protocols] : this.protocols || []
+      this.protocol = protocol ?? offered[0] ?? ''
       this.readyState = 1
       this.onopen?.({})
     }

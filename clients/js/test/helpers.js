@@ -2,7 +2,7 @@
 // an HTTP API client, tokens, and small waiting utilities.
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -92,6 +92,7 @@ export async function startServer({ port, args: extraArgs = [] } = {}) {
       await exited
     },
     api: (path, body) => api(base, path, body),
+    publishPipelined: (topic, payloads) => publishPipelined(port, topic, payloads),
     health: async () => (await fetch(`${base}/healthz`)).json(),
     devToken: async (user, ttl) => {
       const q = new URLSearchParams({ user: String(user) })
@@ -129,6 +130,46 @@ export async function api(base, path, body) {
   const text = await res.text()
   if (!res.ok) throw new Error(`POST ${path}: HTTP ${res.status}: ${text}`)
   return JSON.parse(text)
+}
+
+/**
+ * publishPipelined POSTs one /api/publish per payload, all written at once on a single
+ * HTTP/1.1 connection: the server handles pipelined requests one after the other, so the
+ * publications are quick and in order. Resolves once every request was answered 200.
+ */
+export function publishPipelined(port, topic, payloads) {
+  let requests = ''
+  for (const payload of payloads) {
+    const body = JSON.stringify({ topic, payload })
+    requests +=
+      'POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+      `Authorization: Bearer ${API_KEY}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  }
+  return new Promise((resolveAll, reject) => {
+    const sock = connect(port, '127.0.0.1')
+    let answers = ''
+    const timer = setTimeout(() => {
+      sock.destroy()
+      reject(new Error(`pipelined publish: not every request answered in 10 s:\n${answers.slice(0, 500)}`))
+    }, 10000)
+    sock.setEncoding('utf8')
+    sock.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    sock.on('data', (s) => {
+      answers += s
+      const statuses = answers.match(/^HTTP\/1\.1 \d{3}/gm) || []
+      if (statuses.length < payloads.length) return
+      clearTimeout(timer)
+      sock.destroy()
+      const bad = statuses.filter((st) => !st.endsWith(' 200'))
+      if (bad.length > 0) reject(new Error(`pipelined publish: ${bad.length} failed: ${bad[0]}`))
+      else resolveAll()
+    })
+    sock.write(requests)
+  })
 }
 
 // makeToken signs a token with the binary's `token` subcommand.

@@ -215,6 +215,56 @@ describe('against the server', () => {
     client.close()
   })
 
+  // CountingWebSocket is the ws package's WebSocket, counting the frames it receives.
+  class CountingWebSocket extends WebSocket {
+    constructor(...args) {
+      super(...args)
+      CountingWebSocket.last = this
+      this.frames = 0
+      this.batches = 0
+      this.addEventListener('message', (ev) => {
+        this.frames++
+        if (String(ev.data).includes('\n')) this.batches++
+      })
+    }
+  }
+
+  for (const batching of [true, false]) {
+    const protocol = batching ? 'switchboard.v1.batch' : 'switchboard.v1'
+    it(`negotiates ${protocol} (batching: ${batching}) and receives 200 quick publications in order`, async (t) => {
+      const client = newClient(server, { WebSocket: CountingWebSocket, batching })
+      const got = new Inbox()
+      const sub = client.subscribe(`burst-${batching}`, got.push)
+      await sub.ready
+      await settled(client)
+      assert.equal(client.protocol, protocol)
+      const ws = CountingWebSocket.last
+      const framesBefore = ws.frames
+
+      const n = 200
+      await server.publishPipelined(
+        `burst-${batching}`,
+        Array.from({ length: n }, (_, i) => ({ i, text: `message ${i}` })),
+      )
+      await waitFor(() => got.items.length >= n, 5000, `${n} publications`)
+      await settled(client)
+      assert.deepEqual(
+        got.items.map(([p]) => p.i),
+        Array.from({ length: n }, (_, i) => i),
+      )
+      const frames = ws.frames - framesBefore - 1 // less the PONG of settled()
+      t.diagnostic(`${n} publications in ${frames} frames, ${ws.batches} of them batches`)
+      if (!batching) {
+        assert.equal(ws.batches, 0, 'a switchboard.v1 client got a batch')
+        assert.equal(frames, n)
+      } else {
+        assert.ok(frames <= n, `${frames} frames for ${n} messages`)
+      }
+      client.close()
+      assert.equal(client.protocol, null)
+    })
+  }
+
   it('does not reconnect after close()', async () => {
     const client = newClient(server)
     await untilState(client, 'connected')

@@ -633,6 +633,77 @@ describe('handlers', () => {
   })
 })
 
+describe('subprotocols', () => {
+  it('asks for the batch subprotocol first and splits batched frames', async () => {
+    const { client, sock, log } = setup()
+    const got = []
+    client.on('message', (m) => got.push(m))
+    client.connect()
+    assert.deepEqual(sock().protocols, ['switchboard.v1.batch', 'switchboard.v1'])
+    assert.equal(client.protocol, null)
+    await handshake(sock())
+    assert.equal(client.protocol, 'switchboard.v1.batch')
+    got.length = 0
+    const data = []
+    client.on('data', (p, m) => data.push([p.n, m.topic]))
+    const env = (n) => JSON.stringify({ type: 'DATA', topic: 'news', id: `m${n}`, timestamp: 1, payload: { n } })
+    sock().receive(`${env(1)}\n${env(2)}\n${env(3)}`)
+    assert.deepEqual(
+      got.map((m) => m.id),
+      ['m1', 'm2', 'm3'],
+    )
+    assert.deepEqual(data, [
+      [1, 'news'],
+      [2, 'news'],
+      [3, 'news'],
+    ])
+    // Empty lines are skipped; a bad line is reported and does not stop the others.
+    sock().receive(`${env(4)}\n\nnot json\n${env(5)}\n`)
+    assert.deepEqual(
+      got.map((m) => m.id),
+      ['m1', 'm2', 'm3', 'm4', 'm5'],
+    )
+    assert.deepEqual(
+      log.errors.map((e) => e.code),
+      ['bad_message'],
+    )
+    // One message per frame on the way out.
+    const before = sock().sent.length
+    client.send('CHAT', { a: 1 })
+    client.send('CHAT', { a: 2 })
+    assert.equal(sock().sent.length, before + 2)
+    client.close()
+    assert.equal(client.protocol, null)
+  })
+
+  it('with batching: false asks for switchboard.v1 only and does not split frames', async () => {
+    const { client, sock, log } = setup({ batching: false })
+    const got = []
+    client.on('message', (m) => got.push(m))
+    client.connect()
+    assert.deepEqual(sock().protocols, ['switchboard.v1'])
+    await handshake(sock())
+    assert.equal(client.protocol, 'switchboard.v1')
+    got.length = 0
+    sock().receive('{"type":"DATA","payload":{"n":1}}\n{"type":"DATA","payload":{"n":2}}')
+    assert.equal(got.length, 0)
+    assert.deepEqual(
+      log.errors.map((e) => e.code),
+      ['bad_message'],
+    )
+    client.close()
+  })
+
+  it('reports an empty protocol when the server chose none', async () => {
+    const { client, sock } = setup()
+    client.connect()
+    sock().open('')
+    await flush()
+    assert.equal(client.protocol, '')
+    client.close()
+  })
+})
+
 describe('construction', () => {
   let saved
   beforeEach(() => {

@@ -7,6 +7,7 @@ import Switchboard, {
   States,
   CloseCodes,
   backoffDelay,
+  Subprotocols,
   type Message,
   type State,
   type NotificationPayload,
@@ -36,6 +37,9 @@ const s: State = client.state
 const ok: boolean = s === States.AUTHENTICATED || s === 'connected'
 const code: number = CloseCodes.AUTH_FAILED
 const id: string | null = client.clientId
+const protocol: string | null = client.protocol
+const batchProtocol: 'switchboard.v1.batch' = Subprotocols.V1_BATCH
+new Switchboard('/ws', { batching: false })
 const user: string | null = client.userId
 const topics: string[] = client.topics
 
@@ -93,4 +97,4 @@ new Switchboard('ws://x/ws', { minDelay: '1s' })
 // @ts-expect-error getToken returns a string, not a number
 new Switchboard('ws://x/ws', { getToken: () => 42 })
 
-void [ok, code, id, user, topics, closed, requests, d]
+void [ok, code, id, protocol, batchProtocol, user, topics, closed, requests, d]
