@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,12 @@ const (
 	targetFloor       = "floor"
 )
 
+// Subprotocols the clients may offer (--subprotocol).
+const (
+	subprotocolV1    = "switchboard.v1"
+	subprotocolBatch = "switchboard.v1.batch"
+)
+
 // client is one simulated subscriber: one WebSocket connection and the goroutine reading it.
 type client struct {
 	id   int
@@ -30,10 +37,15 @@ type client struct {
 	conn *websocket.Conn
 
 	received atomic.Int64 // publications with seq ≥ 0
-	bytes    atomic.Int64 // their frame sizes
+	bytes    atomic.Int64 // their envelope sizes
+	frames   atomic.Int64 // WebSocket messages read (a batched frame carries several envelopes)
+	batch    bool         // switchboard.v1.batch negotiated: split frames on "\n"
 	probed   atomic.Bool  // a probe publication (seq < 0) has arrived
 	closed   atomic.Bool  // the connection ended before the runner closed it
 	ctlErrs  atomic.Int64 // ERROR/DISCONNECT frames and unparsable frames after setup
+
+	subprotocol string // negotiated (Sec-WebSocket-Protocol of the response; "" for none)
+	compressed  bool   // permessage-deflate negotiated
 
 	connectedAt time.Duration // since the start of the connect phase: WebSocket handshake done
 	readyAt     time.Duration // subscribed (switchboard: SUBSCRIBE_SUCCESS; floor: topic sent)
@@ -52,6 +64,21 @@ type control struct {
 type dialers struct {
 	clients []*http.Client
 	ips     []net.IP
+	// wireIn counts the bytes read from every WebSocket connection's socket: frame
+	// headers, (compressed) payloads, control frames and the handshake response.
+	wireIn atomic.Int64
+}
+
+// countingConn counts the bytes read from a connection's socket.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func newDialers(first net.IP, n int) (*dialers, error) {
@@ -71,7 +98,14 @@ func newDialers(first net.IP, n int) (*dialers, error) {
 			return nil, fmt.Errorf("source address %s is outside 127.0.0.0/8", ip)
 		}
 		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 30 * time.Second, Control: bindNoPort}
-		tr := &http.Transport{DialContext: dialer.DialContext, ForceAttemptHTTP2: false}
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return countingConn{Conn: conn, n: &d.wireIn}, nil
+		}
+		tr := &http.Transport{DialContext: dial, ForceAttemptHTTP2: false}
 		d.clients = append(d.clients, &http.Client{Transport: tr})
 		d.ips = append(d.ips, ip)
 	}
@@ -90,9 +124,18 @@ func (d *dialers) close() {
 // ready (or failed). start is the beginning of the connect phase.
 func (c *client) setup(ctx context.Context, start time.Time) error {
 	r := c.r
-	conn, _, err := websocket.Dial(ctx, r.wsURL, &websocket.DialOptions{HTTPClient: r.dial.forClient(c.id)})
+	opts := &websocket.DialOptions{HTTPClient: r.dial.forClient(c.id), CompressionMode: r.compression}
+	if r.subprotocol != "" {
+		opts.Subprotocols = []string{r.subprotocol}
+	}
+	conn, resp, err := websocket.Dial(ctx, r.wsURL, opts)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
+	}
+	c.subprotocol = conn.Subprotocol()
+	c.batch = c.subprotocol == subprotocolBatch
+	if resp != nil {
+		c.compressed = strings.Contains(strings.ToLower(resp.Header.Get("Sec-WebSocket-Extensions")), "permessage-deflate")
 	}
 	conn.SetReadLimit(1 << 20)
 	c.conn = conn
@@ -170,7 +213,23 @@ func (c *client) readLoop() {
 		if err != nil {
 			continue // the next Reader call reports the broken connection
 		}
-		c.handle(buf)
+		c.frames.Add(1)
+		if !c.batch {
+			c.handle(buf)
+			continue
+		}
+		// switchboard.v1.batch: one envelope per line; each counts as a delivery.
+		for rest := buf; len(rest) > 0; {
+			line := rest
+			if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+				line, rest = rest[:i], rest[i+1:]
+			} else {
+				rest = nil
+			}
+			if len(line) > 0 {
+				c.handle(line)
+			}
+		}
 	}
 }
 

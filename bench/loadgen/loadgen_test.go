@@ -124,9 +124,53 @@ func TestFloor(t *testing.T) {
 	runModes(t, testConfig(targetFloor, "http://"+addr, cmd.Process.Pid, ""))
 }
 
-// TestSwitchboard runs the load generator against a Manager in this process, with a
-// publish handler shaped like cmd/switchboard's POST /api/publish.
+// TestSwitchboard runs the load generator against a Manager in this process.
 func TestSwitchboard(t *testing.T) {
+	cfg := startSwitchboard(t, switchboard.CompressionOff)
+	runModes(t, cfg)
+}
+
+// TestSwitchboardBatchCompression offers switchboard.v1.batch and permessage-deflate and
+// checks that both are negotiated, that batched envelopes are all counted, and that the
+// wire carries fewer bytes than the envelopes.
+func TestSwitchboardBatchCompression(t *testing.T) {
+	cfg := startSwitchboard(t, switchboard.CompressionContextTakeover)
+	cfg.Subprotocol, cfg.Compression = "batch", "context-takeover"
+	cfg.PayloadKind, cfg.PayloadSize = "records", 1024
+	cfg.Mode, cfg.Window = "throughput", 16
+	r, err := newRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	res := r.run(ctx)
+	r.finish()
+	if res.Error != "" {
+		t.Fatalf("run failed: %s", res.Error)
+	}
+	if res.Subprotocol != "switchboard.v1.batch" || res.CompressedConns != testConns {
+		t.Errorf("negotiated subprotocol %q, compression on %d of %d", res.Subprotocol, res.CompressedConns, testConns)
+	}
+	if res.Lost != 0 || res.Received != res.Expected || res.Received == 0 {
+		t.Errorf("lost %d: received %d of %d", res.Lost, res.Received, res.Expected)
+	}
+	if res.Frames == 0 || res.Frames > res.Received || res.MsgsPerFrame < 1 {
+		t.Errorf("%d frames for %d deliveries", res.Frames, res.Received)
+	}
+	if res.FrameBytes < 1024 || res.WireBytesPerMsg <= 0 || res.WireBytesPerMsg >= res.FrameBytes {
+		t.Errorf("envelopes of %.0f bytes took %.0f bytes on the wire", res.FrameBytes, res.WireBytesPerMsg)
+	}
+	var sb strings.Builder
+	printSummary(&sb, res)
+	if !strings.Contains(sb.String(), "switchboard.v1.batch") {
+		t.Errorf("summary lacks the negotiated subprotocol:\n%s", sb.String())
+	}
+}
+
+// startSwitchboard serves a Manager in this process, with a publish handler shaped like
+// cmd/switchboard's POST /api/publish, and returns the load generator's configuration.
+func startSwitchboard(t *testing.T, compression switchboard.CompressionMode) Config {
 	const secret, apiKey = "test-secret-test-secret-test-secret", "test-key"
 	jwt, err := auth.NewJWT(auth.JWTConfig{HMACSecret: []byte(secret)})
 	if err != nil {
@@ -134,6 +178,7 @@ func TestSwitchboard(t *testing.T) {
 	}
 	m := switchboard.New(switchboard.Config{
 		Authenticator: jwt, ConnRatePerIP: -1, MaxConnsPerUser: -1, MessageRate: -1, SendQueueSize: 1024,
+		Compression: compression,
 	})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -171,7 +216,7 @@ func TestSwitchboard(t *testing.T) {
 
 	cfg := testConfig(targetSwitchboard, srv.URL, os.Getpid(), "")
 	cfg.JWTSecret, cfg.User, cfg.APIKey = secret, "bench", apiKey
-	runModes(t, cfg)
+	return cfg
 }
 
 func TestHistogram(t *testing.T) {

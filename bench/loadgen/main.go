@@ -64,6 +64,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Timeout, "timeout", 3*time.Minute, "bound on the whole run; the program exits by itself")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 10*time.Second, "throughput, latency: stop when no publication completes for this long")
 	fs.BoolVar(&cfg.Graceful, "graceful-close", true, "close connections with a close handshake at the end (false: drop them)")
+	fs.StringVar(&cfg.Subprotocol, "subprotocol", "none", "what clients offer in Sec-WebSocket-Protocol: none, v1 (switchboard.v1) or batch (switchboard.v1.batch: several envelopes per frame, split on \"\\n\")")
+	fs.StringVar(&cfg.Compression, "compression", "off", "permessage-deflate the clients offer: off, no-context-takeover or context-takeover")
+	fs.StringVar(&cfg.PayloadKind, "payload-kind", "pad", "payload filler: pad (\"xxx…\") or records (an array of similar JSON objects, as an API would send)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object with every figure on stdout (the summary goes to stderr)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -109,6 +112,8 @@ func printSummary(w io.Writer, r *Result) {
 	p("loadgen: %s %s, %d connections from %d source address(es), %d-byte payloads",
 		r.Target, r.Mode, r.Conns, r.SourceIPs, r.PayloadBytes)
 	p("  NOTE: server and load generator share this machine's CPUs; figures are for comparison, not capacity")
+	p("  offered: subprotocol %s, compression %s, %s payload; negotiated: subprotocol %q, compression on %d of %d connections",
+		r.SubprotocolOffered, r.CompressionOffered, r.PayloadKind, r.Subprotocol, r.CompressedConns, r.Ready)
 	p("  connect: %d ready, %d failed; all handshakes %.3fs, all subscribed %.3fs (%.0f conn/s, %d dialing at once), all probed %.3fs",
 		r.Ready, r.Failed, r.ConnectS, r.ReadyS, r.ConnectRate, r.DialConcurrency, r.ProbeS)
 	if r.ServerCPUConnUS > 0 {
@@ -131,6 +136,8 @@ func printSummary(w io.Writer, r *Result) {
 		}
 		p("  %d publications in %.2fs (%.0f/s) → %.0f deliveries/s, %.0f bytes per frame",
 			r.Published, r.DurationS, r.PubsPerS, r.MsgsPerS, r.FrameBytes)
+		p("  %d frames (%.2f envelopes per frame); on the wire %.1f bytes per delivery (client socket reads, framing and compression included)",
+			r.Frames, r.MsgsPerFrame, r.WireBytesPerMsg)
 		p("  loss: expected %d, received %d, lost %d (%d clients short), %d publish errors, %d clients closed",
 			r.Expected, r.Received, r.Lost, r.ClientsWithLoss, r.PublishErrors, r.ClientsClosed)
 		if r.ServerCPUCores > 0 {

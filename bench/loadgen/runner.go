@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/switchboardrt/switchboard/auth"
 )
 
@@ -45,6 +47,10 @@ type Config struct {
 	Timeout         time.Duration // the whole run
 	StallTimeout    time.Duration // throughput/latency: give up when nothing completes this long
 	Graceful        bool          // close connections with a close handshake at the end
+
+	Subprotocol string // what clients offer: none, v1 or batch
+	Compression string // what clients offer: off, no-context-takeover, context-takeover
+	PayloadKind string // pad ("xxx…" filler) or records (an array of small, similar JSON objects)
 }
 
 // Result holds every figure of a run; the JSON form is what the matrix script reads.
@@ -55,6 +61,14 @@ type Result struct {
 	SourceIPs    int    `json:"source_ips"`
 	PayloadBytes int    `json:"payload_bytes"`
 	Error        string `json:"error"` // "" when the run went as planned
+
+	// What the clients offered and what the server chose (first ready client; "mixed"
+	// when clients differ).
+	PayloadKind        string `json:"payload_kind"`
+	SubprotocolOffered string `json:"subprotocol_offered"` // none, v1, batch
+	Subprotocol        string `json:"subprotocol"`         // negotiated; "" for none
+	CompressionOffered string `json:"compression_offered"` // off, no-context-takeover, context-takeover
+	CompressedConns    int    `json:"compressed_conns"`    // clients with permessage-deflate negotiated
 
 	// Connect phase (every mode).
 	Ready            int     `json:"ready"`              // clients subscribed
@@ -87,8 +101,12 @@ type Result struct {
 	ClientErrors    int64   `json:"client_errors"`
 	Stalled         bool    `json:"stalled"`
 	PubsPerS        float64 `json:"pubs_per_s"`
-	MsgsPerS        float64 `json:"msgs_per_s"` // deliveries: publications × subscribers per second
-	FrameBytes      float64 `json:"frame_bytes"`
+	MsgsPerS        float64 `json:"msgs_per_s"`         // deliveries: publications × subscribers per second
+	FrameBytes      float64 `json:"frame_bytes"`        // mean envelope size (uncompressed)
+	Frames          int64   `json:"frames"`             // WebSocket messages read in the publishing phase
+	MsgsPerFrame    float64 `json:"msgs_per_frame"`     // envelopes per message (batching; ≈1 otherwise)
+	WireBytesIn     int64   `json:"wire_bytes_in"`      // bytes the clients read from their sockets in the publishing phase
+	WireBytesPerMsg float64 `json:"wire_bytes_per_msg"` // wire_bytes_in / received: framing and compression included
 	ServerCPUCores  float64 `json:"server_cpu_cores"`
 	LoadgenCPUCores float64 `json:"loadgen_cpu_cores"`
 	OtherCPUCores   float64 `json:"other_cpu_cores"`   // the rest of the machine: other programs, unattributed kernel work
@@ -109,7 +127,10 @@ type slot struct {
 const ringSize = 1 << 16
 
 type runner struct {
-	cfg   Config
+	cfg         Config
+	subprotocol string // offered in Sec-WebSocket-Protocol; "" for none
+	compression websocket.CompressionMode
+
 	wsURL string
 	pub   string // publish URL
 	token string
@@ -177,8 +198,37 @@ func newRunner(cfg Config) (*runner, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = 10 * time.Second
 	}
+	var subprotocol string
+	switch cfg.Subprotocol {
+	case "", "none":
+		cfg.Subprotocol = "none"
+	case "v1":
+		subprotocol = subprotocolV1
+	case "batch":
+		subprotocol = subprotocolBatch
+	default:
+		return nil, fmt.Errorf("--subprotocol must be none, v1 or batch, not %q", cfg.Subprotocol)
+	}
+	compression := websocket.CompressionDisabled
+	switch cfg.Compression {
+	case "", "off":
+		cfg.Compression = "off"
+	case "no-context-takeover":
+		compression = websocket.CompressionNoContextTakeover
+	case "context-takeover":
+		compression = websocket.CompressionContextTakeover
+	default:
+		return nil, fmt.Errorf("--compression must be off, no-context-takeover or context-takeover, not %q", cfg.Compression)
+	}
+	switch cfg.PayloadKind {
+	case "":
+		cfg.PayloadKind = "pad"
+	case "pad", "records":
+	default:
+		return nil, fmt.Errorf("--payload-kind must be pad or records, not %q", cfg.PayloadKind)
+	}
 
-	r := &runner{cfg: cfg, ring: make([]slot, ringSize), latency: &histogram{},
+	r := &runner{cfg: cfg, subprotocol: subprotocol, compression: compression, ring: make([]slot, ringSize), latency: &histogram{},
 		slots: make(chan struct{}, cfg.Window)}
 	for i := range r.ring {
 		r.ring[i].seq.Store(-1)
@@ -227,7 +277,8 @@ func defaultSourceIPs(conns int) int { return max(1, (conns+4999)/5000) }
 func (r *runner) run(ctx context.Context) *Result {
 	cfg := r.cfg
 	res := &Result{Target: cfg.Target, Mode: cfg.Mode, Conns: cfg.Conns, SourceIPs: cfg.SourceIPs,
-		PayloadBytes: cfg.PayloadSize, DialConcurrency: cfg.DialConcurrency}
+		PayloadBytes: cfg.PayloadSize, DialConcurrency: cfg.DialConcurrency, PayloadKind: cfg.PayloadKind,
+		SubprotocolOffered: cfg.Subprotocol, CompressionOffered: cfg.Compression}
 	defer r.dial.close()
 	defer r.http.CloseIdleConnections()
 
@@ -344,6 +395,16 @@ dial:
 	}
 	r.nReady.Store(int64(len(r.ready)))
 	res.Ready, res.Failed = len(r.ready), failed
+	for i, c := range r.ready {
+		if i == 0 {
+			res.Subprotocol = c.subprotocol
+		} else if c.subprotocol != res.Subprotocol {
+			res.Subprotocol = "mixed"
+		}
+		if c.compressed {
+			res.CompressedConns++
+		}
+	}
 	if res.ReadyS > 0 {
 		res.ConnectRate = float64(res.Ready) / res.ReadyS
 	}
@@ -413,11 +474,52 @@ func (r *runner) payload(seq int64, ts int64) []byte {
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
+	if r.cfg.PayloadKind == "records" {
+		b = appendRecords(b, seq, r.cfg.PayloadSize-10)
+	}
 	b = append(b, `,"pad":"`...)
 	for len(b) < r.cfg.PayloadSize-2 {
 		b = append(b, 'x')
 	}
 	return append(b, `"}`...)
+}
+
+var recordStatus = [...]string{"in_stock", "backorder", "discontinued", "in_stock"}
+
+// appendRecords appends `,"items":[…]` to b: records shaped alike (same keys, similar
+// values, varying with seq) as long as b stays within limit bytes, like a typical JSON
+// API payload. It is what permessage-deflate is good at.
+func appendRecords(b []byte, seq int64, limit int) []byte {
+	if len(b)+len(`,"items":[]`) > limit {
+		return b // too small a payload for records: filler only
+	}
+	b = append(b, `,"items":[`...)
+	open := len(b)
+	var rec []byte
+	for i := int64(0); ; i++ {
+		h := uint64(seq)*0x9E3779B97F4A7C15 + uint64(i)*0xBF58476D1CE4E5B9
+		h ^= h >> 31
+		rec = rec[:0]
+		if len(b) > open {
+			rec = append(rec, ',')
+		}
+		rec = append(rec, `{"id":`...)
+		rec = strconv.AppendInt(rec, 1000+i, 10)
+		rec = append(rec, `,"sku":"SKU-`...)
+		rec = strconv.AppendInt(rec, 10000+int64(h%90000), 10)
+		rec = append(rec, `","price":`...)
+		rec = strconv.AppendInt(rec, int64(h>>20%10000), 10)
+		rec = append(rec, `,"qty":`...)
+		rec = strconv.AppendInt(rec, int64(h>>40%100), 10)
+		rec = append(rec, `,"status":"`...)
+		rec = append(rec, recordStatus[h>>50%4]...)
+		rec = append(rec, `"}`...)
+		if len(b)+len(rec)+1 > limit {
+			break
+		}
+		b = append(b, rec...)
+	}
+	return append(b, ']')
 }
 
 // publish sends one publication through the server's HTTP API.
@@ -496,7 +598,9 @@ func (r *runner) publishRun(ctx context.Context, res *Result, fixedRate bool) er
 	for _, c := range r.ready {
 		c.received.Store(0)
 		c.bytes.Store(0)
+		c.frames.Store(0)
 	}
+	wire0 := r.dial.wireIn.Load()
 	var published, pubErrs, skipped atomic.Int64
 	var seq atomic.Int64
 	seq.Store(-1)
@@ -624,9 +728,11 @@ func (r *runner) publishRun(ctx context.Context, res *Result, fixedRate bool) er
 	res.Published, res.PublishErrors, res.Skipped = published.Load(), pubErrs.Load(), skipped.Load()
 	res.Expected = res.Published * int64(len(r.ready))
 	var bytesIn int64
+	res.WireBytesIn = r.dial.wireIn.Load() - wire0
 	for _, c := range r.ready {
 		n := c.received.Load()
 		res.Received += n
+		res.Frames += c.frames.Load()
 		bytesIn += c.bytes.Load()
 		if n < res.Published {
 			res.ClientsWithLoss++
@@ -640,6 +746,10 @@ func (r *runner) publishRun(ctx context.Context, res *Result, fixedRate bool) er
 	res.MsgsPerS = float64(res.Received) / wall.Seconds()
 	if res.Received > 0 {
 		res.FrameBytes = float64(bytesIn) / float64(res.Received)
+		res.WireBytesPerMsg = float64(res.WireBytesIn) / float64(res.Received)
+	}
+	if res.Frames > 0 {
+		res.MsgsPerFrame = float64(res.Received) / float64(res.Frames)
 	}
 	cpuWall := cpu.wall.Seconds()
 	if cpu.serverOK {
