@@ -17,6 +17,9 @@
 // and prints them, and serves GET /api/dev/token, POST /api/dev/publish and POST
 // /api/dev/notify (no API key) and answers ACTION {"action": "echo"}, so that the demo
 // page at / can get a token, publish, notify and send actions.
+//
+// With --tls-cert and --tls-key the server serves HTTPS and wss:// itself (TLS 1.2 or
+// later); without them it serves plain HTTP and ws://, e.g. behind a TLS-terminating proxy.
 package main
 
 import (
@@ -113,6 +116,11 @@ func serve(ctx context.Context, args []string, getenv func(string) (string, bool
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: opts.LogLevel}))
 	opts.Logger = log
 
+	// The certificate is checked before anything else starts: a bad file fails at once.
+	st, err := loadTLS(opts, log, time.Now())
+	if err != nil {
+		return err
+	}
 	s, err := newServer(opts)
 	if err != nil {
 		return err
@@ -122,26 +130,44 @@ func serve(ctx context.Context, args []string, getenv func(string) (string, bool
 		_ = s.manager.Shutdown(context.Background())
 		return err
 	}
+	// No ReadTimeout or WriteTimeout: they would cut WebSocket connections, which set
+	// their own deadlines, and the API routes bound their body reads themselves.
+	// ReadHeaderTimeout also bounds the TLS handshake.
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if st != nil {
+		hs.TLSConfig = st.config
+	}
 
 	addr := ln.Addr().String()
+	httpURL, wsURL := serverURLs(addr, st != nil)
 	if opts.Dev {
 		if !isLoopback(addr) {
 			log.Warn("dev mode on a non-loopback address: anyone who can reach it can get tokens from /api/dev/token " +
 				"and publish through /api/dev/publish and /api/dev/notify without the API key")
 		}
-		printDevBanner(stdout, s, opts, addr)
+		printDevBanner(stdout, s, opts, addr, st)
 	}
-	log.Info("listening", "addr", addr, "dev", opts.Dev, "dev_source", opts.DevSource,
-		"auth", s.authMode, "api", s.apiKey != "", "require_auth", opts.Config.RequireAuth)
+	attrs := []any{"addr", addr, "url", httpURL, "ws_url", wsURL, "tls", st != nil}
+	if st != nil {
+		attrs = append(attrs, "cert_subject", st.leaf.Subject.String(),
+			"cert_expires", st.leaf.NotAfter.UTC().Format(time.RFC3339), "cert_self_signed", st.selfSigned)
+	}
+	log.Info("listening", append(attrs, "dev", opts.Dev, "dev_source", opts.DevSource,
+		"auth", s.authMode, "api", s.apiKey != "", "require_auth", opts.Config.RequireAuth)...)
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if st != nil {
+			errc <- hs.ServeTLS(ln, "", "") // the certificate is in hs.TLSConfig
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
 
 	var serveErr error
 	select {
@@ -175,9 +201,18 @@ func serve(ctx context.Context, args []string, getenv func(string) (string, bool
 	return nil
 }
 
+// serverURLs returns the base URL of the server listening on addr and the URL of its
+// WebSocket endpoint: https and wss with TLS, http and ws without.
+func serverURLs(addr string, tls bool) (base, ws string) {
+	if tls {
+		return "https://" + addr, "wss://" + addr + "/ws"
+	}
+	return "http://" + addr, "ws://" + addr + "/ws"
+}
+
 // printDevBanner prints what a developer needs to try the server: the generated keys
-// and ready-to-run commands.
-func printDevBanner(w io.Writer, s *server, opts options, addr string) {
+// and ready-to-run commands. st is the TLS setup, nil without TLS.
+func printDevBanner(w io.Writer, s *server, opts options, addr string, st *serverTLS) {
 	why := "--dev"
 	switch opts.DevSource {
 	case "auto":
@@ -185,10 +220,15 @@ func printDevBanner(w io.Writer, s *server, opts options, addr string) {
 	case "$" + envName("dev"):
 		why = "$" + envName("dev")
 	}
-	base := "http://" + addr
+	base, wsURL := serverURLs(addr, st != nil)
+	// curl refuses a self-signed certificate unless told -k (--insecure).
+	curl := "curl"
+	if st != nil && st.selfSigned {
+		curl = "curl -k"
+	}
 	fmt.Fprintf(w, "\nSwitchboard dev mode (%s)\n", why)
 	fmt.Fprintf(w, "  demo page:   %s/\n", base)
-	fmt.Fprintf(w, "  WebSocket:   ws://%s/ws\n", addr)
+	fmt.Fprintf(w, "  WebSocket:   %s\n", wsURL)
 	fmt.Fprintf(w, "  JS client:   %s/switchboard.js   (import { Switchboard } from '/switchboard.js')\n", base)
 	if s.generatedAPIKey {
 		fmt.Fprintf(w, "  API key:     %s   (generated; set %s to keep one)\n", s.apiKey, envName("api-key"))
@@ -197,11 +237,19 @@ func printDevBanner(w io.Writer, s *server, opts options, addr string) {
 		fmt.Fprintf(w, "  JWT secret:  %s   (generated; set %s to keep one)\n", s.jwtSecret, envName("jwt-secret"))
 	}
 	if s.jwtSecret != nil {
-		fmt.Fprintf(w, "  dev token:   curl '%s/api/dev/token?user=42'\n", base)
+		fmt.Fprintf(w, "  dev token:   %s '%s/api/dev/token?user=42'\n", curl, base)
 	}
 	if s.generatedAPIKey {
-		fmt.Fprintf(w, "  publish:     curl -H 'Authorization: Bearer %s' -d '{\"topic\":\"news\",\"payload\":{\"text\":\"hi\"}}' %s/api/publish\n",
-			s.apiKey, base)
+		fmt.Fprintf(w, "  publish:     %s -H 'Authorization: Bearer %s' -d '{\"topic\":\"news\",\"payload\":{\"text\":\"hi\"}}' %s/api/publish\n",
+			curl, s.apiKey, base)
+	}
+	if st != nil {
+		if st.selfSigned {
+			fmt.Fprintf(w, "  TLS:         self-signed certificate (%s): curl needs -k, and browsers need the\n"+
+				"               certificate accepted once, by opening the demo page\n", opts.TLSCert)
+		} else {
+			fmt.Fprintf(w, "  TLS:         %s (for a certificate the system does not trust, add -k to curl)\n", opts.TLSCert)
+		}
 	}
 	fmt.Fprintln(w)
 }

@@ -26,6 +26,9 @@ const envPrefix = "SWITCHBOARD_"
 type options struct {
 	// Addr is the listen address.
 	Addr string
+	// TLSCert and TLSKey name the PEM files of the certificate and its key; both set, the
+	// server serves HTTPS and wss:// (tls.go). Both or neither.
+	TLSCert, TLSKey string
 	// Dev turns on development mode: generated and printed keys, the dev routes
 	// (token, publish, notify: no API key), the demo ACTION handler, and no origin
 	// check on /ws.
@@ -433,6 +436,7 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 
 	c.section = "Server"
 	c.stringVar(&o.Addr, "addr", envName("addr"), "listen `address` (host:port)")
+	tlsFlags(c, o)
 	c.fs.Var(devValue{&o.Dev, devSet}, "dev",
 		"development mode: generate and print an API key and a JWT secret when unset, serve "+
 			"GET /api/dev/token?user=ID, POST /api/dev/publish and POST /api/dev/notify (no API "+
@@ -554,6 +558,9 @@ func parseServeOptions(args []string, getenv func(string) (string, bool)) (optio
 		o.DevSource = "auto"
 	}
 
+	if err := checkTLSOptions(o); err != nil {
+		return o, c, err
+	}
 	if o.ShutdownTimeout <= 0 {
 		return o, c, usageError{errors.New("--shutdown-timeout must be positive")}
 	}
