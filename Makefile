@@ -20,6 +20,7 @@ race:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) .
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZTIME) ./auth
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./adapters/jsonrpc
 
 # The JavaScript client: type check, unit tests, tests against the server, and browser
 # end-to-end tests in headless Chromium (/usr/bin/chromium; they fail without it when

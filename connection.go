@@ -463,6 +463,12 @@ func (c *Conn) readMessages() {
 	c.m.wg.Done()
 }
 
+// Allow charges one more inbound message to the connection's rate limit, for protocols
+// that carry several messages in one frame (the frame itself has been charged once already).
+// When it returns false the message must be dropped: the client has been sent ERROR
+// rate_limited (in the endpoint's codec), and sustained abuse closes the connection (1008).
+func (c *Conn) Allow() bool { return c.allow() }
+
 // allow charges the message rate limiter; over the limit it answers ERROR rate_limited and,
 // after RateLimitStrikes rejections (refilled at one per second), closes with 1008.
 func (c *Conn) allow() bool {

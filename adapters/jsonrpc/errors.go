@@ -31,6 +31,9 @@ const (
 	CodeTooManySubscriptions = -32005
 	// CodeBatchTooLarge: a batch has more requests than Server.MaxBatch.
 	CodeBatchTooLarge = -32010
+	// CodeRateLimited answers a batch entry dropped by the connection's message rate limit:
+	// every entry after the first is charged like a message of its own.
+	CodeRateLimited = -32029
 )
 
 // Error is a JSON-RPC error object. A handler returns one (or an error wrapping one) to

@@ -95,8 +95,17 @@ func (p *protocol) OnMessage(ctx context.Context, c *switchboard.Conn, frame []b
 	}
 	out := []byte{'['}
 	n := 0
-	for _, entry := range batch {
-		resp := p.handle(ctx, c, entry)
+	for i, entry := range batch {
+		var resp []byte
+		if i > 0 && !c.Allow() {
+			var r request
+			_ = json.Unmarshal(entry, &r)
+			if len(r.ID) > 0 && !bytes.Equal(r.ID, []byte("null")) {
+				resp = errorResponse(r.ID, NewError(CodeRateLimited, "rate limited", nil))
+			}
+		} else {
+			resp = p.handle(ctx, c, entry)
+		}
 		if resp == nil {
 			continue
 		}
