@@ -33,6 +33,8 @@ type appConfig struct {
 	Origins []string
 	// Step is the pause between the steps of the fake job. Default 300ms.
 	Step time.Duration
+	// CertFile and KeyFile, when set, make run serve https:// and wss://.
+	CertFile, KeyFile string
 }
 
 func newApp(cfg appConfig) *app {

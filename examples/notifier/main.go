@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -30,8 +31,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:5042", "address to listen on (keep it on 127.0.0.1: the API has no authentication)")
 	origins := flag.String("origin", "", `comma-separated host patterns browsers may connect from besides the same origin, e.g. "localhost:*"`)
 	step := flag.Duration("step", 300*time.Millisecond, "pause between the steps of the fake job")
+	certFile := flag.String("tls-cert", "", "PEM certificate `file`: serve https:// and wss:// (with --tls-key)")
+	keyFile := flag.String("tls-key", "", "PEM private key `file` of --tls-cert")
 	flag.Parse()
-	cfg := appConfig{Step: *step}
+	if (*certFile == "") != (*keyFile == "") {
+		fmt.Fprintln(os.Stderr, "notifier: --tls-cert and --tls-key go together")
+		os.Exit(2)
+	}
+	cfg := appConfig{Step: *step, CertFile: *certFile, KeyFile: *keyFile}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			cfg.Origins = append(cfg.Origins, o)
@@ -51,6 +58,11 @@ func run(addr string, cfg appConfig) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() {
+		if cfg.CertFile != "" {
+			slog.Info("notifier: listening", "api", "https://"+addr+"/api", "ws", "wss://"+addr+"/ws")
+			errc <- srv.ListenAndServeTLS(cfg.CertFile, cfg.KeyFile)
+			return
+		}
 		slog.Info("notifier: listening", "api", "http://"+addr+"/api", "ws", "ws://"+addr+"/ws")
 		errc <- srv.ListenAndServe()
 	}()
