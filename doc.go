@@ -44,5 +44,10 @@
 // # Other wire formats
 //
 // A Manager serves several endpoints (Manager.Endpoint), each with its own Codec and
-// Protocol, sharing one registry of connections, users and topics.
+// Protocol, sharing one registry of connections, users and topics: the packages
+// adapters/notifier (plain {"type", "data"} frames for a local app's front end) and
+// adapters/jsonrpc (JSON-RPC 2.0 with push subscriptions) are built this way. The default
+// endpoint negotiates the subprotocols SubprotocolV1 and SubprotocolV1Batch (several
+// envelopes per frame for clients that ask) and, when Config.Compression is set,
+// permessage-deflate.
 package switchboard
