@@ -298,7 +298,16 @@ func (s *server) notify(w http.ResponseWriter, r *http.Request, user string, bod
 
 // handleHealth serves GET /healthz.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "connections": s.manager.Stats().Connections})
+	body := map[string]any{"status": "ok", "connections": s.manager.Stats().Connections}
+	if s.broker != nil {
+		if err := brokerHealth(r.Context(), s.broker); err != nil {
+			body["status"], body["broker"] = "degraded", err.Error()
+			writeJSON(w, http.StatusServiceUnavailable, body)
+			return
+		}
+		body["broker"] = "ok"
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // devTokenMaxTTL caps the lifetime of a dev token.

@@ -26,6 +26,8 @@ const envPrefix = "SWITCHBOARD_"
 type options struct {
 	// Addr is the listen address.
 	Addr string
+	// Broker is the --broker URL ("" or "memory": one node); BrokerPrefix its names' prefix.
+	Broker, BrokerPrefix string
 	// TLSCert and TLSKey name the PEM files of the certificate and its key; both set, the
 	// server serves HTTPS and wss:// (tls.go). Both or neither.
 	TLSCert, TLSKey string
@@ -437,6 +439,7 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 	c.section = "Server"
 	c.stringVar(&o.Addr, "addr", envName("addr"), "listen `address` (host:port)")
 	tlsFlags(c, o)
+	brokerFlags(c, o)
 	c.fs.Var(devValue{&o.Dev, devSet}, "dev",
 		"development mode: generate and print an API key and a JWT secret when unset, serve "+
 			"GET /api/dev/token?user=ID, POST /api/dev/publish and POST /api/dev/notify (no API "+

@@ -23,7 +23,8 @@ type server struct {
 	log     *slog.Logger
 	manager *switchboard.Manager
 	handler http.Handler
-	obs     observability // metrics (observability.go)
+	obs     observability      // metrics (observability.go)
+	broker  switchboard.Broker // nil: in memory
 
 	// apiKey is the key the /api routes require ("" disables them); apiKeyHash is its
 	// SHA-256, compared in constant time with the hash of the presented key.
@@ -106,6 +107,14 @@ func newServer(opts options) (*server, error) {
 	cfg.Logger = log
 	if err := s.initObservability(&cfg); err != nil {
 		return nil, err
+	}
+	broker, err := newBroker(opts.Broker, opts.BrokerPrefix, log)
+	if err != nil {
+		return nil, err
+	}
+	if broker != nil {
+		cfg.Broker = broker
+		s.broker = broker
 	}
 	s.manager = switchboard.New(cfg)
 	s.obs.watch(s.manager)
