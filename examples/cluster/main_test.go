@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// redisURL returns the Redis to test against, skipping the test when it is unreachable
+// (failing instead when CI=true).
+func redisURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("REDIS_URL")
+	if u == "" {
+		u = "redis://127.0.0.1:6379/0"
+	}
+	opts, err := goredis.ParseURL(u)
+	if err != nil {
+		t.Fatalf("REDIS_URL=%q: %v", u, err)
+	}
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		msg := fmt.Sprintf("Redis unreachable at %s (set REDIS_URL or start redis-server): %v", u, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return u
+}
+
+func TestPublishOnNode3ReachesClientOnNode1(t *testing.T) {
+	url := redisURL(t)
+	prefix := fmt.Sprintf("cluster-example-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	nodes, err := startCluster([]string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, url, prefix, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopCluster(ctx, nodes); err != nil {
+			t.Errorf("stopCluster: %v", err)
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+nodes[0].Addr()+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	type frame struct {
+		Type    string          `json:"type"`
+		Topic   string          `json:"topic"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	read := func() frame {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		_, b, err := ws.Read(rctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var f frame
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("bad frame %s: %v", b, err)
+		}
+		return f
+	}
+
+	sub := `{"type":"SUBSCRIBE","id":"1","payload":{"subscriptions":["news"]}}`
+	if err := ws.Write(ctx, websocket.MessageText, []byte(sub)); err != nil {
+		t.Fatal(err)
+	}
+	if f := read(); f.Type != "SUBSCRIBE_SUCCESS" {
+		t.Fatalf("SUBSCRIBE answered with %s %s", f.Type, f.Payload)
+	}
+
+	resp, err := http.Post("http://"+nodes[2].Addr()+"/publish?topic=news", "application/json",
+		strings.NewReader(`{"headline":"from node3"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"published_by":"node3"`) {
+		t.Fatalf("publish via node3: %s %s", resp.Status, body)
+	}
+
+	f := read()
+	if f.Type != "DATA" || f.Topic != "news" {
+		t.Fatalf("got %s on %q, want DATA on news: %s", f.Type, f.Topic, f.Payload)
+	}
+	var p struct {
+		Resource string `json:"resource"`
+		Data     struct {
+			Headline string `json:"headline"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(f.Payload, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Resource != "news" || p.Data.Headline != "from node3" {
+		t.Fatalf("payload = %s", f.Payload)
+	}
+}
+
+func TestPublishRejectsBadInput(t *testing.T) {
+	url := redisURL(t)
+	prefix := fmt.Sprintf("cluster-example-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	nodes, err := startCluster([]string{"127.0.0.1:0"}, url, prefix, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = stopCluster(ctx, nodes)
+	})
+	for _, tc := range []struct{ query, body string }{
+		{"", `{"a":1}`},
+		{"?topic=news", `[1,2]`},
+		{"?topic=news", `not json`},
+		{"?topic=news", `null`},
+	} {
+		resp, err := http.Post("http://"+nodes[0].Addr()+"/publish"+tc.query, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST /publish%s %s: %s, want 400", tc.query, tc.body, resp.Status)
+		}
+	}
+}
