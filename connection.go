@@ -467,6 +467,8 @@ func (c *Conn) readMessages() {
 // that carry several messages in one frame (the frame itself has been charged once already).
 // When it returns false the message must be dropped: the client has been sent ERROR
 // rate_limited (in the endpoint's codec), and sustained abuse closes the connection (1008).
+// Call it from Protocol.OnMessage, on the connection's read goroutine, as the limiter's
+// abuse counter belongs to that goroutine.
 func (c *Conn) Allow() bool { return c.allow() }
 
 // allow charges the message rate limiter; over the limit it answers ERROR rate_limited and,
