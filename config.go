@@ -38,6 +38,10 @@ type Config struct {
 	// "user:<id>" and "user:<id>:…" are reserved to the user <id>.
 	TopicAuthorizer auth.TopicAuthorizer
 
+	// PresenceEvents selects the topics whose subscribers are told of joins and leaves
+	// (JOIN and LEAVE messages published to the topic). Default nil: none.
+	PresenceEvents func(topic string) bool
+
 	// OriginPatterns lists the host patterns (path.Match syntax, e.g. "*.example.com",
 	// "localhost:*") from which browsers may connect in addition to the same origin.
 	// Default: same origin only. Requests without an Origin header (non-browser clients)

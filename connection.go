@@ -543,6 +543,7 @@ func (c *Conn) finish(readErr error) {
 	c.subMu.Unlock()
 	for _, t := range subs {
 		c.m.removeSub(t, c)
+		c.m.presenceEvent(TypeLeave, t, c)
 	}
 	if id := c.identity.Load(); id != nil {
 		c.m.reg.removeUser(id.UserID, c)
@@ -664,6 +665,14 @@ func (c *Conn) scheduleExpiry(exp time.Time) {
 // allowed by the TopicAuthorizer, and the total must stay within MaxSubscriptions. Topics
 // already subscribed count as success. On failure the error is a *SubscribeError.
 func (c *Conn) Subscribe(ctx context.Context, topics ...string) error {
+	fresh, err := c.subscribe(ctx, topics)
+	c.announce(TypeJoin, fresh)
+	return err
+}
+
+// subscribe does Subscribe's work and returns the topics newly subscribed, whose JOIN the
+// caller announces (after its reply, in the default protocol).
+func (c *Conn) subscribe(ctx context.Context, topics []string) ([]string, error) {
 	failed := map[string]string{}
 	var firstErr error
 	fail := func(t, reason string, err error) {
@@ -682,13 +691,13 @@ func (c *Conn) Subscribe(ctx context.Context, topics ...string) error {
 		}
 	}
 	if len(failed) > 0 {
-		return &SubscribeError{Topics: failed, Err: firstErr}
+		return nil, &SubscribeError{Topics: failed, Err: firstErr}
 	}
 
 	c.subMu.Lock()
 	defer c.subMu.Unlock()
 	if c.gone {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	var fresh []string
 	for _, t := range topics {
@@ -700,7 +709,7 @@ func (c *Conn) Subscribe(ctx context.Context, topics ...string) error {
 		for _, t := range fresh {
 			failed[t] = "too_many_subscriptions"
 		}
-		return &SubscribeError{Topics: failed, Err: fmt.Errorf("%w (max %d)", ErrTooManySubscriptions, max)}
+		return nil, &SubscribeError{Topics: failed, Err: fmt.Errorf("%w (max %d)", ErrTooManySubscriptions, max)}
 	}
 	for i, t := range fresh {
 		if err := c.m.addSub(ctx, t, c); err != nil {
@@ -708,11 +717,18 @@ func (c *Conn) Subscribe(ctx context.Context, topics ...string) error {
 				c.m.removeSub(u, c)
 			}
 			failed[t] = string(CodeInternal)
-			return &SubscribeError{Topics: failed, Err: err}
+			return nil, &SubscribeError{Topics: failed, Err: err}
 		}
 	}
 	c.subs = append(c.subs, fresh...)
-	return nil
+	return fresh, nil
+}
+
+// announce publishes JOIN or LEAVE for each topic (those Config.PresenceEvents selects).
+func (c *Conn) announce(typ string, topics []string) {
+	for _, t := range topics {
+		c.m.presenceEvent(typ, t, c)
+	}
 }
 
 // Unsubscribe removes the connection from topics; topics it is not subscribed to are ignored.
@@ -724,6 +740,7 @@ func (c *Conn) Unsubscribe(topics ...string) {
 			if s == t {
 				c.subs = append(c.subs[:i], c.subs[i+1:]...)
 				c.m.removeSub(t, c)
+				c.m.presenceEvent(TypeLeave, t, c)
 				break
 			}
 		}

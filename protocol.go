@@ -91,6 +91,8 @@ func (p envelopeProtocol) handle(ctx context.Context, c *Conn, frame []byte) {
 		p.subscribe(ctx, c, &msg)
 	case TypeUnsubscribe:
 		p.unsubscribe(c, &msg)
+	case TypePresence:
+		p.presence(ctx, c, &msg)
 	case TypePing:
 		_ = c.Send(NewPong(&msg))
 	case TypePong:
@@ -191,7 +193,8 @@ func (envelopeProtocol) subscribe(ctx context.Context, c *Conn, msg *Message) {
 		c.sendError(msg, CodeBadMessage, err.Error())
 		return
 	}
-	if err := c.Subscribe(ctx, topics...); err != nil {
+	fresh, err := c.subscribe(ctx, topics)
+	if err != nil {
 		var se *SubscribeError
 		if !errors.As(err, &se) {
 			if !errors.Is(err, ErrClosed) {
@@ -215,6 +218,7 @@ func (envelopeProtocol) subscribe(ctx context.Context, c *Conn, msg *Message) {
 		return
 	}
 	_ = c.Reply(msg, TypeSubscribeSuccess, map[string]any{"subscriptions": topics})
+	c.announce(TypeJoin, fresh)
 }
 
 func (envelopeProtocol) unsubscribe(c *Conn, msg *Message) {

@@ -27,7 +27,7 @@ func NewRouter() *Router { return &Router{h: make(map[string]HandlerFunc)} }
 // controlTypes are handled by the manager itself and cannot be routed.
 var controlTypes = map[string]bool{
 	TypeConnect: true, TypeAuthenticate: true, TypeSubscribe: true, TypeUnsubscribe: true,
-	TypePing: true, TypePong: true, TypeDisconnect: true,
+	TypePing: true, TypePong: true, TypeDisconnect: true, TypePresence: true,
 }
 
 // Handle registers h for messages of type typ, replacing any earlier handler. It panics on
