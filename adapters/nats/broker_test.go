@@ -15,10 +15,11 @@ import (
 
 	"github.com/switchboardrt/switchboard"
 	sbnats "github.com/switchboardrt/switchboard/adapters/nats"
+	"github.com/switchboardrt/switchboard/internal/testenv"
 )
 
 func TestTopicPublishCrossNode(t *testing.T) {
-	url := natsURL(t)
+	url := testenv.NATSURL(t)
 	prefix := uniquePrefix(t)
 	a, b, c := startNode(t, url, prefix), startNode(t, url, prefix), startNode(t, url, prefix)
 
@@ -48,7 +49,7 @@ func TestTopicPublishCrossNode(t *testing.T) {
 }
 
 func TestBroadcastToUsersCrossNode(t *testing.T) {
-	url := natsURL(t)
+	url := testenv.NATSURL(t)
 	prefix := uniquePrefix(t)
 	a, b, c := startNode(t, url, prefix), startNode(t, url, prefix), startNode(t, url, prefix)
 
@@ -70,7 +71,7 @@ func TestBroadcastToUsersCrossNode(t *testing.T) {
 }
 
 func TestBroadcastCrossNode(t *testing.T) {
-	url := natsURL(t)
+	url := testenv.NATSURL(t)
 	prefix := uniquePrefix(t)
 	a, b, c := startNode(t, url, prefix), startNode(t, url, prefix), startNode(t, url, prefix)
 	clients := []*client{a.dial(t), b.dial(t), b.dial(t), c.dial(t)}
@@ -83,7 +84,7 @@ func TestBroadcastCrossNode(t *testing.T) {
 }
 
 func TestSendToClientCrossNode(t *testing.T) {
-	url := natsURL(t)
+	url := testenv.NATSURL(t)
 	prefix := uniquePrefix(t)
 	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
 	target, bystander := b.dial(t), b.dial(t)
@@ -96,7 +97,7 @@ func TestSendToClientCrossNode(t *testing.T) {
 
 // A node is subscribed to a topic's subject exactly while it has local subscribers.
 func TestTopicSubscriptionFollowsLocalSubscribers(t *testing.T) {
-	url := natsURL(t)
+	url := testenv.NATSURL(t)
 	prefix := uniquePrefix(t)
 	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
 	base := b.b.Conn().NumSubscriptions() // the node subject
@@ -134,7 +135,7 @@ func TestTopicSubscriptionFollowsLocalSubscribers(t *testing.T) {
 }
 
 func TestSubjects(t *testing.T) {
-	url := natsURL(t)
+	url := testenv.NATSURL(t)
 	b := newBroker(t, url, "app.sb")
 	defer b.Close()
 	if got, want := b.TopicSubject("user:42:orders"), "app.sb.t.dXNlcjo0MjpvcmRlcnM"; got != want {
@@ -152,7 +153,7 @@ func TestSubjects(t *testing.T) {
 
 // Subscribe/unsubscribe calls are counted, tolerant of an unsubscribe arriving first.
 func TestSubscribeCounting(t *testing.T) {
-	b := newBroker(t, natsURL(t), uniquePrefix(t))
+	b := newBroker(t, testenv.NATSURL(t), uniquePrefix(t))
 	defer b.Close()
 	if err := b.Start(func(*switchboard.Publication) {}); err != nil {
 		t.Fatal(err)
@@ -172,7 +173,7 @@ func TestSubscribeCounting(t *testing.T) {
 }
 
 func TestHealthAndClose(t *testing.T) {
-	b := newBroker(t, natsURL(t), uniquePrefix(t))
+	b := newBroker(t, testenv.NATSURL(t), uniquePrefix(t))
 	if err := b.Start(func(*switchboard.Publication) {}); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +258,7 @@ func TestBrokerFailureAndRecovery(t *testing.T) {
 }
 
 func BenchmarkCrossNodePublish(b *testing.B) {
-	url := natsURL(b)
+	url := testenv.NATSURL(b)
 	prefix := uniquePrefix(b)
 	na, nb := startNode(b, url, prefix), startNode(b, url, prefix)
 	sub := nb.dial(b)
@@ -327,7 +328,7 @@ func BenchmarkCrossNodePublish(b *testing.B) {
 
 // Close leaves no goroutine behind: neither the NATS client's nor the subscriptions'.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
-	url := natsURL(t)
+	url := testenv.NATSURL(t)
 	base := runtime.NumGoroutine()
 	b := newBroker(t, url, uniquePrefix(t))
 	if err := b.Start(func(*switchboard.Publication) {}); err != nil {

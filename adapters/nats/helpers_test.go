@@ -23,34 +23,10 @@ import (
 	"github.com/switchboardrt/switchboard"
 	sbnats "github.com/switchboardrt/switchboard/adapters/nats"
 	"github.com/switchboardrt/switchboard/auth"
+	"github.com/switchboardrt/switchboard/internal/testenv"
 )
 
 var secret = []byte("nats-test-secret-0123456789abcdef")
-
-// unavailable skips the test, or fails it when CI=true: in CI the NATS server is required.
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg + " (skipped; with CI=true this fails)")
-}
-
-// natsURL returns the shared test server's URL (NATS_URL, default nats://127.0.0.1:4222).
-func natsURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("NATS_URL")
-	if u == "" {
-		u = "nats://127.0.0.1:4222"
-	}
-	nc, err := nats.Connect(u, nats.Timeout(2*time.Second))
-	if err != nil {
-		unavailable(t, "no NATS server at %s (set NATS_URL): %v", u, err)
-	}
-	nc.Close()
-	return u
-}
 
 var prefixSeq atomic.Int64
 
@@ -275,7 +251,7 @@ type privateServer struct {
 func startPrivateServer(t testing.TB) *privateServer {
 	t.Helper()
 	if _, err := exec.LookPath("nats-server"); err != nil {
-		unavailable(t, "nats-server is not installed: %v", err)
+		testenv.Unavailable(t, "nats-server is not installed: %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

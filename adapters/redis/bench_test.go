@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboardrt/switchboard"
+	"github.com/switchboardrt/switchboard/internal/testenv"
 )
 
 // BenchmarkCrossNodePublish publishes on node A to a topic whose one subscriber, a WebSocket
@@ -23,7 +24,7 @@ func BenchmarkCrossNodePublish(b *testing.B) {
 }
 
 func benchCrossNode(b *testing.B, window int) {
-	url := redisURL(b)
+	url := testenv.RedisURL(b)
 	prefix := uniquePrefix(b)
 	a, bn := startNode(b, url, prefix), startNode(b, url, prefix)
 	sub := bn.dial("")

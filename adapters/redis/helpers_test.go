@@ -24,40 +24,10 @@ import (
 
 	"github.com/switchboardrt/switchboard"
 	"github.com/switchboardrt/switchboard/auth"
+	"github.com/switchboardrt/switchboard/internal/testenv"
 )
 
 var secret = []byte("redis-test-secret-0123456789abcd")
-
-// unavailable skips the test, or fails it when CI=true: in CI the dependencies must be there.
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true: not skipping)")
-	}
-	t.Skip(msg)
-}
-
-// redisURL returns the shared test Redis, skipping the test when it cannot be reached.
-func redisURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := goredis.ParseURL(u)
-	if err != nil {
-		t.Fatalf("REDIS_URL %q: %v", u, err)
-	}
-	c := goredis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		unavailable(t, "redis not reachable at %s (set REDIS_URL): %v", u, err)
-	}
-	return u
-}
 
 var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
@@ -315,7 +285,7 @@ type privateRedis struct {
 func startPrivateRedis(t testing.TB) *privateRedis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		unavailable(t, "redis-server is not installed: %v", err)
+		testenv.Unavailable(t, "redis-server is not installed: %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/switchboardrt/switchboard"
+	"github.com/switchboardrt/switchboard/internal/testenv"
 )
 
 const typ = switchboard.TypeEvent
 
 func threeNodes(t *testing.T) (a, b, c *node) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	leakCheck(t)
 	prefix := uniquePrefix(t)
 	return startNode(t, url, prefix), startNode(t, url, prefix), startNode(t, url, prefix)
@@ -125,7 +126,7 @@ func TestUnsubscribeWhenLastLocalSubscriberLeaves(t *testing.T) {
 }
 
 func TestHealthAndClose(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	leakCheck(t)
 	b := newBroker(t, url, uniquePrefix(t))
 	if err := b.Start(func(*switchboard.Publication) {}); err != nil {

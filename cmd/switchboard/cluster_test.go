@@ -15,34 +15,8 @@ import (
 	"time"
 
 	"github.com/switchboardrt/switchboard"
+	"github.com/switchboardrt/switchboard/internal/testenv"
 )
-
-// redisURL is where the cluster test finds Redis: REDIS_URL, default the local one. When it
-// is unreachable the test is skipped with a message, except with CI=true, where it fails.
-func redisURL(t *testing.T) string {
-	t.Helper()
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	hostport := strings.TrimPrefix(strings.TrimPrefix(url, "redis://"), "rediss://")
-	if i := strings.IndexAny(hostport, "/?"); i >= 0 {
-		hostport = hostport[:i]
-	}
-	if i := strings.LastIndex(hostport, "@"); i >= 0 {
-		hostport = hostport[i+1:]
-	}
-	conn, err := net.DialTimeout("tcp", hostport, 2*time.Second)
-	if err != nil {
-		msg := fmt.Sprintf("Redis unreachable at %s (set REDIS_URL): %v", url, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	conn.Close()
-	return url
-}
 
 // Two separate server processes (the switchboard binary) on different ports, one Redis:
 // a client connected to node A receives what is published through node B's HTTP API, and a
@@ -51,7 +25,7 @@ func TestClusterOfProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server binary")
 	}
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	bin := filepath.Join(t.TempDir(), "switchboard")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

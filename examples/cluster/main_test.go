@@ -13,37 +13,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	goredis "github.com/redis/go-redis/v9"
+	"github.com/switchboardrt/switchboard/internal/testenv"
 )
 
-// redisURL returns the Redis to test against, skipping the test when it is unreachable
-// (failing instead when CI=true).
-func redisURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := goredis.ParseURL(u)
-	if err != nil {
-		t.Fatalf("REDIS_URL=%q: %v", u, err)
-	}
-	c := goredis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		msg := fmt.Sprintf("Redis unreachable at %s (set REDIS_URL or start redis-server): %v", u, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return u
-}
-
 func TestPublishOnNode3ReachesClientOnNode1(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	prefix := fmt.Sprintf("cluster-example-test-%d-%d", os.Getpid(), time.Now().UnixNano())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -127,7 +101,7 @@ func TestPublishOnNode3ReachesClientOnNode1(t *testing.T) {
 }
 
 func TestPublishRejectsBadInput(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	prefix := fmt.Sprintf("cluster-example-test-%d-%d", os.Getpid(), time.Now().UnixNano())
 	nodes, err := startCluster([]string{"127.0.0.1:0"}, url, prefix, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
