@@ -38,6 +38,27 @@ type Config struct {
 	// "user:<id>" and "user:<id>:…" are reserved to the user <id>.
 	TopicAuthorizer auth.TopicAuthorizer
 
+	// NodeID names this node in a cluster (NodeInfo.ID, PresenceInfo.Node). Default: a
+	// random UUID per Manager.
+	NodeID string
+	// Cluster shares node, presence and per-user connection state between the nodes of a
+	// cluster. Default: Broker, when it implements ClusterStore; otherwise none, and
+	// presence, Nodes and MaxConnsPerUser cover this node only.
+	Cluster ClusterStore
+
+	// History keeps the latest publications of the topics it selects (the first rule
+	// whose Pattern matches a topic applies), so that clients can recover what they missed
+	// while disconnected (SUBSCRIBE with "recover"). The Broker must be a HistoryBroker
+	// (the in-memory one and adapters/redis are). Default: no history.
+	History []HistoryRule
+	// RecoverLimit caps the publications one recovery may send; a client that missed more
+	// gets "recovered": false. Default 1000.
+	RecoverLimit int
+
+	// Inbox keeps messages for users who are offline and delivers them when they next
+	// authenticate. Default: off.
+	Inbox InboxConfig
+
 	// PresenceEvents selects the topics whose subscribers are told of joins and leaves
 	// (JOIN and LEAVE messages published to the topic). Default nil: none.
 	PresenceEvents func(topic string) bool
@@ -206,6 +227,21 @@ func (c Config) WithDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// InboxConfig configures the user inbox: which messages to users are kept while the user
+// has no live connection, how many and for how long.
+type InboxConfig struct {
+	// Store keeps the messages. Default (when Types is set): an in-memory store, which
+	// serves one node; adapters/redis has one for a cluster.
+	Store InboxStore
+	// Types lists the message types kept for offline users, e.g. "NOTIFICATION". Empty:
+	// only messages sent with the per-message opt-in are kept.
+	Types []string
+	// Size caps the messages kept per user; the oldest are dropped first. Default 100.
+	Size int
+	// TTL is how long a kept message waits for its user. Default 24h.
+	TTL time.Duration
 }
 
 // remoteIP is the default Config.ClientIP: the host part of r.RemoteAddr.

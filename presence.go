@@ -23,6 +23,7 @@ const (
 type PresenceInfo struct {
 	ClientID string `json:"client_id"`
 	UserID   string `json:"user_id,omitempty"` // "" for an anonymous connection
+	Node     string `json:"node,omitempty"`    // the node the client is connected to, in a cluster
 }
 
 // Presence returns the subscribers of topic. With the in-memory broker these are this
