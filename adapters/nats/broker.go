@@ -79,6 +79,17 @@ type Options struct {
 	// DrainTimeout bounds Close, which lets messages already received reach the node
 	// before disconnecting. Default 5s.
 	DrainTimeout time.Duration
+
+	// HeartbeatInterval is how often a node that has joined the cluster (Join) announces
+	// itself on "<prefix>.nodes". Default 2s.
+	HeartbeatInterval time.Duration
+	// NodeTTL is how long a node stays in Nodes without a heartbeat: a node that stopped
+	// without Leave is dropped after it. It must exceed HeartbeatInterval.
+	// Default 3 × HeartbeatInterval.
+	NodeTTL time.Duration
+	// GatherTimeout bounds how long Presence, UserConns and AcquireUserConn wait for the
+	// other nodes' answers (a shorter context deadline bounds it further). Default 500ms.
+	GatherTimeout time.Duration
 }
 
 // Broker is a switchboard.Broker on core NATS. Create it with New and hand it to
@@ -97,6 +108,8 @@ type Broker struct {
 	node   *nats.Subscription
 	topics map[string]*topicSub
 	done   bool
+
+	cl cluster // the ClusterStore side, in cluster.go
 }
 
 type topicSub struct {
@@ -127,12 +140,16 @@ func New(opts Options) (*Broker, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 5 * time.Second
 	}
+	if err := clusterDefaults(&opts); err != nil {
+		return nil, err
+	}
 	b := &Broker{
 		prefix:  opts.Prefix,
 		log:     opts.Logger.With("broker", "nats"),
 		subTime: opts.SubscribeTimeout,
 		closed:  make(chan struct{}),
 		topics:  make(map[string]*topicSub),
+		cl:      newCluster(opts),
 	}
 
 	no := nats.GetDefaultOptions()
@@ -207,8 +224,12 @@ func (b *Broker) NodeSubject() string { return b.prefix + ".node" }
 
 // TopicSubject is the subject that carries the publications of topic.
 func (b *Broker) TopicSubject(topic string) string {
-	return b.prefix + ".t." + base64.RawURLEncoding.EncodeToString([]byte(topic))
+	return b.prefix + ".t." + subjectToken(topic)
 }
+
+// subjectToken encodes s (a topic, a user ID) as one subject token: see the package
+// documentation.
+func subjectToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 // Conn returns the broker's NATS connection, for metrics and diagnostics.
 func (b *Broker) Conn() *nats.Conn { return b.nc }
@@ -399,6 +420,7 @@ func (b *Broker) Close() error {
 	b.topics = make(map[string]*topicSub)
 	b.mu.Unlock()
 
+	b.leave() // a node closed without Leave still says goodbye and stops its heartbeats
 	if err := b.nc.Drain(); err != nil {
 		b.nc.Close()
 	}
