@@ -38,8 +38,8 @@ type cluster struct {
 	id       string                // local.ID()
 	instance string                // tells this process's heartbeats from those of another node with the same ID
 	subs     []*nats.Subscription
-	stop     chan struct{}                  // closed to end the heartbeat goroutine
-	stopped  chan struct{}                  // closed by the heartbeat goroutine when it returns
+	stop     chan struct{}                   // closed to end the heartbeat goroutine
+	stopped  chan struct{}                   // closed by the heartbeat goroutine when it returns
 	peers    map[string]switchboard.NodeInfo // the other live nodes; UpdatedAt is when this node last heard them
 	held     map[string]map[string]struct{}  // user → client IDs acquired on this node and not released
 }
