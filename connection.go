@@ -546,7 +546,7 @@ func (c *Conn) finish(readErr error) {
 		c.m.presenceEvent(TypeLeave, t, c)
 	}
 	if id := c.identity.Load(); id != nil {
-		c.m.reg.removeUser(id.UserID, c)
+		c.m.forgetUser(id.UserID, c)
 	}
 	c.m.reg.removeConn(c)
 	c.m.onClosed(code)
@@ -625,11 +625,8 @@ func (c *Conn) attach(id *auth.Identity) error {
 		if cur.UserID != id.UserID {
 			return ErrUserMismatch
 		}
-	} else {
-		max := c.m.cfg.MaxConnsPerUser
-		if !c.m.reg.addUser(id.UserID, c, max) {
-			return fmt.Errorf("%w (max %d)", ErrTooManyConnections, max)
-		}
+	} else if err := c.admitUser(id.UserID); err != nil {
+		return err
 	}
 	prev := c.identity.Swap(id)
 	if prev == nil || !prev.ExpiresAt.Equal(id.ExpiresAt) {
