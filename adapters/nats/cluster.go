@@ -41,6 +41,7 @@ type cluster struct {
 	stop     chan struct{}                   // closed to end the heartbeat goroutine
 	stopped  chan struct{}                   // closed by the heartbeat goroutine when it returns
 	peers    map[string]switchboard.NodeInfo // the other live nodes; UpdatedAt is when this node last heard them
+	missed   map[string]time.Time            // when a peer last failed to answer a question in time
 	held     map[string]map[string]struct{}  // user → client IDs acquired on this node and not released
 }
 
@@ -104,6 +105,7 @@ func (b *Broker) Join(node switchboard.LocalNode) error {
 	c.local, c.id, c.instance, c.subs = node, node.ID(), rand.Text(), subs
 	c.stop, c.stopped = make(chan struct{}), make(chan struct{})
 	c.peers = make(map[string]switchboard.NodeInfo)
+	c.missed = make(map[string]time.Time)
 	c.held = make(map[string]map[string]struct{})
 	go b.heartbeat(c.stop, c.stopped)
 	c.mu.Unlock()
@@ -211,6 +213,7 @@ func (b *Broker) onBeat(m *nats.Msg) {
 	}
 	if bt.Bye {
 		delete(c.peers, bt.Node.ID)
+		delete(c.missed, bt.Node.ID)
 		c.mu.Unlock()
 		return
 	}
@@ -230,11 +233,41 @@ func (c *cluster) livePeers(now time.Time) map[string]bool {
 	for id, info := range c.peers {
 		if now.Sub(info.UpdatedAt) > c.ttl {
 			delete(c.peers, id)
+			delete(c.missed, id)
 			continue
 		}
 		live[id] = true
 	}
 	return live
+}
+
+// awaited returns the peers a question waits for: the live ones, except those that have
+// not answered a question since their last heartbeat. A node that died is thus waited
+// for once, not at every question until its TTL ends; its next heartbeat, if it is alive
+// but was slow, puts it back. c.mu must be held.
+func (c *cluster) awaited(now time.Time) map[string]bool {
+	live := c.livePeers(now)
+	for id := range live {
+		if m, ok := c.missed[id]; ok && m.After(c.peers[id].UpdatedAt) {
+			delete(live, id)
+		}
+	}
+	return live
+}
+
+// missedQuestion records that the peers in ids did not answer a question in time.
+func (c *cluster) missedQuestion(ids map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.local == nil {
+		return
+	}
+	now := time.Now()
+	for id := range ids {
+		if _, ok := c.peers[id]; ok {
+			c.missed[id] = now
+		}
+	}
 }
 
 // Nodes implements switchboard.ClusterStore: this node, with its counts as of now, and
@@ -298,7 +331,7 @@ func (b *Broker) leave() bool {
 		b.log.Debug("switchboard/nats: goodbye not sent", "err", err)
 	}
 	stop, stopped, subs := c.stop, c.stopped, c.subs
-	c.local, c.subs, c.peers, c.held = nil, nil, nil, nil
+	c.local, c.subs, c.peers, c.missed, c.held = nil, nil, nil, nil, nil
 	c.mu.Unlock()
 
 	close(stop)

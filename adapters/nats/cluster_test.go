@@ -540,3 +540,43 @@ func TestClusterCloseLeavesNoGoroutines(t *testing.T) {
 		waitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
 	}
 }
+
+// A node that failed to answer is not waited for again until it sends a heartbeat: with
+// an hour-long window, only the first question, bounded by its context, waits for it.
+func TestClusterDeadNodeWaitedForOnce(t *testing.T) {
+	url := testenv.NATSURL(t)
+	o := clusterOpts()
+	o.NodeTTL, o.GatherTimeout = time.Hour, time.Hour
+	ms := joinMembers(t, url, uniquePrefix(t), 3, o)
+	ms[1].node.subscribe("room", "b1")
+	ms[2].node.subscribe("room", "c1")
+	ms[2].b.Conn().Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	list, err := ms[0].b.Presence(ctx, "room")
+	if err != nil || len(list) != 1 || list[0].ClientID != "b1" {
+		t.Fatalf("first Presence = %+v, %v; want b1 only", list, err)
+	}
+	type result struct {
+		list []switchboard.PresenceInfo
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		list, err := ms[0].b.Presence(context.Background(), "room")
+		done <- result{list, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || len(r.list) != 1 || r.list[0].ClientID != "b1" {
+			t.Fatalf("second Presence = %+v, %v; want b1 only", r.list, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second question still waits for the dead node")
+	}
+	// It still counts as live for Nodes until its TTL.
+	if ids := nodeIDs(t, ms[0].b); len(ids) != 3 {
+		t.Fatalf("Nodes = %v", ids)
+	}
+}

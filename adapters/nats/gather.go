@@ -5,8 +5,8 @@ package nats
 // node answers from its own registry (LocalNode), and the asker gathers the answers until
 // every node of its table has answered or the gather window (Options.GatherTimeout, or a
 // shorter context deadline) ends. A node that is dead but not yet dropped from the table
-// does not answer, so it is missing from the result at once; the asker only waits the
-// window for it.
+// does not answer, so it is missing from the result at once; the asker waits the window
+// for it once, then no longer until it hears a heartbeat from it again (cluster.awaited).
 
 import (
 	"context"
@@ -235,7 +235,7 @@ func (b *Broker) gather(ctx context.Context, subject string, take func(*nats.Msg
 		c.mu.Unlock()
 		return ErrNotJoined
 	}
-	want, from := c.livePeers(time.Now()), c.id
+	want, from := c.awaited(time.Now()), c.id
 	c.mu.Unlock()
 	if len(want) == 0 {
 		return nil
@@ -263,6 +263,7 @@ func (b *Broker) gather(ctx context.Context, subject string, take func(*nats.Msg
 				return ctx.Err()
 			}
 			b.log.Debug("switchboard/nats: nodes did not answer in time", "subject", subject, "missing", len(want))
+			c.missedQuestion(want)
 			return nil
 		}
 		if node, complete := take(m); complete {
