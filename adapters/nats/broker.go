@@ -3,14 +3,17 @@
 //
 // # Subjects
 //
-// With the default prefix "switchboard" the broker uses two kinds of subject:
+// With the default prefix "switchboard" the broker uses these subjects:
 //
-//	switchboard.node        publications to all connections, to users and to one client;
-//	                        every node subscribes to it when its Manager starts
-//	switchboard.t.<topic>   publications to a topic; a node subscribes to it only while it
-//	                        has at least one local subscriber of the topic
+//	switchboard.node               publications to all connections, to users and to one
+//	                               client; every node subscribes to it when its Manager starts
+//	switchboard.t.<topic>          publications to a topic; a node subscribes to it only
+//	                               while it has at least one local subscriber of the topic
+//	switchboard.nodes              the nodes' heartbeats and goodbyes (see Cluster state)
+//	switchboard.presence.<topic>   a node asking the others for the subscribers of a topic
+//	switchboard.userconns.<user>   a node asking the others for a user's connection count
 //
-// <topic> is the topic name in unpadded base64url (RFC 4648 §5, alphabet A-Z a-z 0-9 - _),
+// <topic> (and <user>) is the name in unpadded base64url (RFC 4648 §5, alphabet A-Z a-z 0-9 - _),
 // because topic names may contain characters with a meaning in NATS subjects ('.' separates
 // tokens, '*' and '>' are wildcards, whitespace ends a subject). The topic "user:42:orders"
 // travels on "switchboard.t.dXNlcjo0MjpvcmRlcnM"; Broker.TopicSubject computes it. Message
@@ -30,6 +33,36 @@
 // The NATS client reconnects on its own, forever by default, with jittered waits, and
 // subscribes again to every subject the node had; the broker logs the disconnection and
 // the reconnection. Health and Healthy report the connection's state for readiness probes.
+//
+// # Cluster state
+//
+// Broker also implements switchboard.ClusterStore, so a Manager on it has cluster-wide
+// presence, Manager.Nodes and Config.MaxConnsPerUser. Nothing is stored in NATS; each
+// node keeps its own state and the others ask for it:
+//
+//   - Nodes. Once joined (the Manager calls Join), a node publishes its counts on
+//     <prefix>.nodes every Options.HeartbeatInterval (2 s) and records the others'. A node
+//     not heard from for Options.NodeTTL (3 intervals) is dropped; Leave (and Close)
+//     publish a goodbye that drops it at once. A node that hears a newcomer answers with
+//     a heartbeat of its own, so nodes learn of one another within a round trip.
+//   - Presence and connection counts are scatter-gather: the asking node publishes a
+//     question, every other joined node answers from its own registry, and the asker
+//     gathers answers until every node it knows has answered or Options.GatherTimeout
+//     (500 ms; a shorter context deadline bounds it further) has passed. A node that
+//     has died does not answer, so its clients are missing from presence at once; the
+//     asker waits the window for it once, not again until the node sends a heartbeat.
+//     A presence answer is split into messages of at most 256 KiB (or half the server's
+//     max_payload), so a topic's size is not limited by NATS's message size.
+//     AddPresence and RemovePresence have nothing to record and return nil.
+//   - AcquireUserConn records the connection on its node before asking the others, and
+//     each node answers with the connections it has acquired as well as those in its
+//     registry. Of two logins racing for the last place on two nodes, at least one sees
+//     the other: the cap is not exceeded (both may be refused). It can be exceeded only
+//     when a live node fails to answer within the window.
+//
+// While the connection to NATS is down, Presence, UserConns and AcquireUserConn fail
+// with an error wrapping ErrNotConnected (the Manager then admits connections under the
+// node's own cap), and the other nodes drop this one after NodeTTL.
 package nats
 
 import (
