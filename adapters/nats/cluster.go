@@ -49,6 +49,7 @@ type cluster struct {
 type beat struct {
 	Node     switchboard.NodeInfo `json:"node"`
 	Instance string               `json:"instance"`
+	Hello    bool                 `json:"hello,omitempty"` // the node's first heartbeat: the others answer with theirs
 	Bye      bool                 `json:"bye,omitempty"`
 }
 
@@ -110,7 +111,7 @@ func (b *Broker) Join(node switchboard.LocalNode) error {
 	go b.heartbeat(c.stop, c.stopped)
 	c.mu.Unlock()
 
-	b.sendBeat()
+	b.sendBeat(true)
 	return nil
 }
 
@@ -152,7 +153,7 @@ func (b *Broker) heartbeat(stop, stopped chan struct{}) {
 	for {
 		select {
 		case <-t.C:
-			b.sendBeat()
+			b.sendBeat(false)
 		case <-stop:
 			return
 		case <-b.closed:
@@ -161,8 +162,9 @@ func (b *Broker) heartbeat(stop, stopped chan struct{}) {
 	}
 }
 
-// sendBeat publishes the node's current counts on NodesSubject.
-func (b *Broker) sendBeat() {
+// sendBeat publishes the node's current counts on NodesSubject; hello asks the others to
+// answer with theirs.
+func (b *Broker) sendBeat(hello bool) {
 	c := &b.cl
 	c.mu.Lock()
 	local := c.local
@@ -181,7 +183,7 @@ func (b *Broker) sendBeat() {
 	if c.local != local {
 		return // left meanwhile: no heartbeat may follow the goodbye
 	}
-	data, err := json.Marshal(beat{Node: info, Instance: c.instance})
+	data, err := json.Marshal(beat{Node: info, Instance: c.instance, Hello: hello})
 	if err == nil {
 		err = b.nc.Publish(b.NodesSubject(), data)
 	}
@@ -217,12 +219,11 @@ func (b *Broker) onBeat(m *nats.Msg) {
 		c.mu.Unlock()
 		return
 	}
-	_, known := c.peers[bt.Node.ID]
 	bt.Node.UpdatedAt = time.Now() // this node's clock decides liveness, not the sender's
 	c.peers[bt.Node.ID] = bt.Node
 	c.mu.Unlock()
-	if !known {
-		b.sendBeat() // a newcomer learns of this node at once rather than at its next tick
+	if bt.Hello {
+		b.sendBeat(false) // the newcomer learns of this node at once, not at its next tick
 	}
 }
 

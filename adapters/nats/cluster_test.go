@@ -580,3 +580,17 @@ func TestClusterDeadNodeWaitedForOnce(t *testing.T) {
 		t.Fatalf("Nodes = %v", ids)
 	}
 }
+
+// Nodes learn of one another from the first heartbeat and its answers, not at the next
+// tick: with an hour between heartbeats, every node still lists every other.
+func TestClusterNodesLearnAtOnce(t *testing.T) {
+	url := testenv.NATSURL(t)
+	o := clusterOpts()
+	o.HeartbeatInterval = time.Hour
+	ms := joinMembers(t, url, uniquePrefix(t), 3, o)
+	for _, m := range ms {
+		if got := nodeIDs(t, m.b); !slices.Equal(got, []string{"node-0", "node-1", "node-2"}) {
+			t.Fatalf("%s: Nodes = %v", m.node.id, got)
+		}
+	}
+}

@@ -258,13 +258,16 @@ func (b *Broker) gather(ctx context.Context, subject string, take func(*nats.Msg
 	}
 	for len(want) > 0 {
 		m, err := sub.NextMsgWithContext(wctx)
-		if err != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return ctx.Err()
-			}
+		switch {
+		case err == nil:
+		case errors.Is(ctx.Err(), context.Canceled):
+			return ctx.Err()
+		case wctx.Err() != nil:
 			b.log.Debug("switchboard/nats: nodes did not answer in time", "subject", subject, "missing", len(want))
 			c.missedQuestion(want)
 			return nil
+		default: // the connection was closed meanwhile
+			return fmt.Errorf("switchboard/nats: gather answers on %s: %w", subject, err)
 		}
 		if node, complete := take(m); complete {
 			delete(want, node) // an answer from a node not (yet) in the table counts too
