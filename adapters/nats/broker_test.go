@@ -234,20 +234,33 @@ func TestBrokerFailureAndRecovery(t *testing.T) {
 
 	srv.start()
 	waitFor(t, 15*time.Second, "both nodes to reconnect", func() bool { return a.b.Healthy() && b.b.Healthy() })
-	// The subscription is made again on reconnection; publish until it arrives.
-	deadline := time.Now().Add(10 * time.Second)
+	// The subscription is made again on reconnection; publish until it arrives. One read
+	// waits for it all along: a read that times out closes the WebSocket.
+	type read struct {
+		f   frame
+		err error
+	}
+	got := make(chan read, 1)
+	go func() {
+		f, err := sub.tryRead(10 * time.Second)
+		got <- read{f, err}
+	}()
 	for i := 0; ; i++ {
 		if err := a.m.Publish(ctx, "orders", event(t, "after")); err != nil {
 			t.Fatalf("Publish after reconnection: %v", err)
 		}
-		if f, err := sub.tryRead(200 * time.Millisecond); err == nil {
-			if f.Type != "EVENT" {
-				t.Fatalf("got %s", f.raw)
+		select {
+		case r := <-got:
+			if r.err != nil {
+				t.Fatalf("no publication after reconnection (%d tries): %v", i+1, r.err)
 			}
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no publication after reconnection (%d tries)", i+1)
+			if r.f.Type != "EVENT" {
+				t.Fatalf("got %s", r.f.raw)
+			}
+		case <-time.After(200 * time.Millisecond):
+			continue
 		}
+		break
 	}
 	// And users publications (node subject) flow as well.
 	other := b.dial(t)
