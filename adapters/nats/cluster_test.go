@@ -164,6 +164,7 @@ func presenceIDs(t testing.TB, b *sbnats.Broker, topic string) []string {
 func TestClusterNodes(t *testing.T) {
 	url := testenv.NATSURL(t)
 	o := clusterOpts()
+	o.HeartbeatInterval = 100 * time.Millisecond
 	o.NodeTTL = time.Hour // only a goodbye can remove a node within this test
 	ms := joinMembers(t, url, uniquePrefix(t), 3, o)
 	if got := nodeIDs(t, ms[0].b); !slices.Equal(got, []string{"node-0", "node-1", "node-2"}) {
@@ -172,7 +173,7 @@ func TestClusterNodes(t *testing.T) {
 
 	// The counts travel with the heartbeats.
 	ms[1].node.setConns(7)
-	waitFor(t, 15*time.Second, "node-1's count to reach node-0", func() bool {
+	waitFor(t, 10*time.Second, "node-1's count to reach node-0", func() bool {
 		nodes, _ := ms[0].b.Nodes(context.Background())
 		for _, n := range nodes {
 			if n.ID == "node-1" {
