@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -594,4 +595,51 @@ func TestClusterNodesLearnAtOnce(t *testing.T) {
 			t.Fatalf("%s: Nodes = %v", m.node.id, got)
 		}
 	}
+}
+
+// lockedBuffer collects log output written from NATS handler goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Two processes with one node ID are a misconfiguration that each of them reports.
+func TestClusterDuplicateNodeID(t *testing.T) {
+	url, prefix := testenv.NATSURL(t), uniquePrefix(t)
+	var logs lockedBuffer
+	o := clusterOpts()
+	o.URL, o.Prefix, o.Logger = url, prefix, slog.New(slog.NewTextHandler(&logs, nil))
+	b, err := sbnats.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Join(newLocalNode("twin")); err != nil {
+		t.Fatal(err)
+	}
+	// A marker after its first heartbeat, on the same connection: once the marker is
+	// handled, so is the echo of the heartbeat.
+	if err := b.Conn().Publish(b.NodesSubject(), []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the marker", func() bool { return strings.Contains(logs.String(), "malformed heartbeat") })
+	if strings.Contains(logs.String(), "another node uses this node's ID") {
+		t.Fatal("its own heartbeat taken for another node's")
+	}
+	joinMember(t, url, prefix, "twin", clusterOpts())
+	waitFor(t, 10*time.Second, "the duplicate ID to be reported", func() bool {
+		return strings.Contains(logs.String(), "another node uses this node's ID")
+	})
 }
