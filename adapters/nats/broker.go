@@ -60,9 +60,9 @@
 //     the other: the cap is not exceeded (both may be refused). It can be exceeded only
 //     when a live node fails to answer within the window.
 //
-// While the connection to NATS is down, Presence, UserConns and AcquireUserConn fail
-// with an error wrapping ErrNotConnected (the Manager then admits connections under the
-// node's own cap), and the other nodes drop this one after NodeTTL.
+// While the connection to NATS is down, Nodes, Presence, UserConns and AcquireUserConn
+// fail with an error wrapping ErrNotConnected (the Manager then admits connections under
+// the node's own cap), and the other nodes drop this one after NodeTTL.
 package nats
 
 import (

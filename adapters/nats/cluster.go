@@ -273,8 +273,12 @@ func (c *cluster) missedQuestion(ids map[string]bool) {
 
 // Nodes implements switchboard.ClusterStore: this node, with its counts as of now, and
 // every other node heard from within Options.NodeTTL, with the counts of its last
-// heartbeat, sorted by ID.
+// heartbeat, sorted by ID. While the connection to NATS is down it fails with an error
+// wrapping ErrNotConnected: the node cannot hear the others, so its table says nothing.
 func (b *Broker) Nodes(ctx context.Context) ([]switchboard.NodeInfo, error) {
+	if err := b.connected(); err != nil {
+		return nil, err
+	}
 	c := &b.cl
 	c.mu.Lock()
 	local := c.local

@@ -505,7 +505,7 @@ func TestClusterMalformedMessages(t *testing.T) {
 	}
 }
 
-// With NATS down, cluster questions fail rather than answer for this node alone.
+// With NATS down, cluster questions and Nodes fail rather than answer for this node alone.
 func TestClusterNATSDown(t *testing.T) {
 	srv := startPrivateServer(t)
 	ms := joinMembers(t, srv.url(), uniquePrefix(t), 2, clusterOpts())
@@ -516,6 +516,9 @@ func TestClusterNATSDown(t *testing.T) {
 	}
 	if ok, err := ms[0].b.AcquireUserConn(context.Background(), "u", "c", 5); ok || !errors.Is(err, sbnats.ErrNotConnected) {
 		t.Fatalf("AcquireUserConn with NATS down: %v, %v", ok, err)
+	}
+	if _, err := ms[0].b.Nodes(context.Background()); !errors.Is(err, sbnats.ErrNotConnected) {
+		t.Fatalf("Nodes with NATS down: %v, want ErrNotConnected", err)
 	}
 }
 
