@@ -57,6 +57,8 @@ const (
 	// maxQueue bounds the queued writes while Redis is slow or down; past it the queue is
 	// dropped and the node rebuilds its records from its registry once Redis answers.
 	maxQueue = 1 << 16
+	// rewriteTimeout bounds the rewrite of a node's whole state under a new session.
+	rewriteTimeout = time.Minute
 )
 
 // The Redis data of the cluster (besides the Pub/Sub channels):
@@ -205,6 +207,8 @@ type cluster struct {
 	sessMu  sync.RWMutex
 	session string // "" until the first heartbeat succeeds
 
+	lastBeat time.Time // of the last successful heartbeat; owned by the loop (and Join)
+
 	mu     sync.Mutex
 	queue  []op
 	resync bool              // writes were lost: start a new session at the next heartbeat
@@ -331,35 +335,42 @@ func (c *cluster) report(what string, err error) {
 // heartbeat reports the node to Redis. When Redis answers with a new session (the node
 // was taken for dead, or its writes were lost), it writes the node's state again.
 func (c *cluster) heartbeat(ctx context.Context) error {
-	info, err := json.Marshal(c.node.Info())
-	if err != nil {
-		return err
-	}
 	c.mu.Lock()
 	force := c.resync
 	c.resync = false
 	c.mu.Unlock()
-	c.sessMu.RLock()
-	cur := c.session
-	c.sessMu.RUnlock()
+	cur := c.currentSession()
 	if force {
 		cur = "" // not live: a new session
+	}
+	sess, err := c.beat(ctx, cur)
+	if err == nil && sess != cur {
+		// A rewrite may take longer than a heartbeat's deadline: it has its own.
+		rctx, cancel := context.WithTimeout(c.b.ctx, rewriteTimeout)
+		err = c.rewrite(rctx, cur, sess)
+		cancel()
+	}
+	if err != nil && (force || cur != c.currentSession()) {
+		c.mu.Lock()
+		c.resync = true // try again with yet another session
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// beat runs the heartbeat script with session cur and returns the session in force.
+func (c *cluster) beat(ctx context.Context, cur string) (string, error) {
+	info, err := json.Marshal(c.node.Info())
+	if err != nil {
+		return "", err
 	}
 	ttl := strconv.FormatInt(c.opts.NodeTTL.Milliseconds(), 10)
 	sess, err := heartbeatScript.Run(ctx, c.b.client, []string{c.hbKey, c.nKey},
 		c.node.ID(), cur, newSession(), ttl, info).Text()
-	if err == nil && sess != cur {
-		err = c.rewrite(ctx, cur, sess)
+	if err == nil {
+		c.lastBeat = time.Now()
 	}
-	if err != nil {
-		if force || cur != c.currentSession() {
-			c.mu.Lock()
-			c.resync = true
-			c.mu.Unlock()
-		}
-		return err
-	}
-	return nil
+	return sess, err
 }
 
 func (c *cluster) currentSession() string {
@@ -367,6 +378,9 @@ func (c *cluster) currentSession() string {
 	defer c.sessMu.RUnlock()
 	return c.session
 }
+
+// errSessionLost ends a rewrite during which the node was taken for dead again.
+var errSessionLost = errors.New("switchboard/redis: node taken for dead during its rewrite")
 
 // rewrite starts session sess and writes this node's user counts and presence again
 // under it, from the node's own records. Queued writes run after it (same goroutine), so
@@ -388,6 +402,18 @@ func (c *cluster) rewrite(ctx context.Context, old, sess string) error {
 
 	id := c.node.ID()
 	w := c.newBatchWriter(ctx)
+	// A large node's rewrite spans several heartbeats: keep beating between pipelines, or
+	// the node would be taken for dead again before it is done.
+	w.between = func() error {
+		if time.Since(c.lastBeat) < c.opts.HeartbeatInterval {
+			return nil
+		}
+		got, err := c.beat(ctx, sess)
+		if err == nil && got != sess {
+			err = errSessionLost
+		}
+		return err
+	}
 	ucValue := sess + " " + id
 	for client, user := range users {
 		key := c.userKey(user)
@@ -402,6 +428,9 @@ func (c *cluster) rewrite(ctx context.Context, old, sess string) error {
 		for _, p := range c.node.Presence(topic) {
 			v, _ := json.Marshal(presenceValue{User: p.UserID, Node: id, Session: sess})
 			w.pipe.HSet(ctx, key, p.ClientID, v)
+			if err := w.step(); err != nil {
+				return err
+			}
 		}
 		w.pipe.PExpire(ctx, key, keyTTL)
 		if err := w.step(); err != nil {
@@ -413,9 +442,10 @@ func (c *cluster) rewrite(ctx context.Context, old, sess string) error {
 
 // batchWriter sends commands in pipelines of a bounded size.
 type batchWriter struct {
-	ctx  context.Context
-	c    *cluster
-	pipe goredis.Pipeliner
+	ctx     context.Context
+	c       *cluster
+	pipe    goredis.Pipeliner
+	between func() error // if set, called after each pipeline sent
 }
 
 func (c *cluster) newBatchWriter(ctx context.Context) *batchWriter {
@@ -427,7 +457,13 @@ func (w *batchWriter) step() error {
 	if w.pipe.Len() < 2*maxWrites {
 		return nil
 	}
-	return w.finish()
+	if err := w.finish(); err != nil {
+		return err
+	}
+	if w.between != nil {
+		return w.between()
+	}
+	return nil
 }
 
 func (w *batchWriter) finish() error {
