@@ -17,7 +17,9 @@
 // because topic names may contain characters with a meaning in NATS subjects ('.' separates
 // tokens, '*' and '>' are wildcards, whitespace ends a subject). The topic "user:42:orders"
 // travels on "switchboard.t.dXNlcjo0MjpvcmRlcnM"; Broker.TopicSubject computes it. Message
-// bodies are switchboard.EncodePublication's JSON.
+// bodies are switchboard.EncodePublication's JSON. In the two question subjects a name
+// longer than 192 bytes is replaced by "~" and the base64url of its SHA-256, which keeps
+// the subject within the server's max_control_line; the question's body has the name.
 //
 // # Guarantees
 //

@@ -646,3 +646,25 @@ func TestClusterDuplicateNodeID(t *testing.T) {
 		return strings.Contains(logs.String(), "another node uses this node's ID")
 	})
 }
+
+// Names too long for a subject line (the server closes a connection whose PUB line
+// exceeds max_control_line, 4 KiB by default) are asked about by hash, and answered.
+func TestClusterLongNames(t *testing.T) {
+	url := testenv.NATSURL(t)
+	ms := joinMembers(t, url, uniquePrefix(t), 2, clusterOpts())
+	long := strings.Repeat("u", 10000)
+	ms[1].node.addUserConn(long, 2)
+	ms[1].node.subscribe(long, "b1")
+	if n, err := ms[0].b.UserConns(context.Background(), long); err != nil || n != 2 {
+		t.Fatalf("UserConns(long user) = %d, %v; want 2", n, err)
+	}
+	if got := presenceIDs(t, ms[0].b, long); !slices.Equal(got, []string{"node-1/b1"}) {
+		t.Fatalf("Presence(long topic) = %v", got)
+	}
+	if other := strings.Repeat("u", 9999) + "v"; ms[0].b.UserConnsSubject(other) == ms[0].b.UserConnsSubject(long) {
+		t.Fatal("two long names share a subject")
+	}
+	if !ms[0].b.Healthy() || !ms[1].b.Healthy() {
+		t.Fatal("a connection to NATS was lost")
+	}
+}

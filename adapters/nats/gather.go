@@ -10,11 +10,11 @@ package nats
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +35,23 @@ const maxPart = 256 << 10
 
 // question is the body of a presence or user-connections question.
 type question struct {
-	From string `json:"from"` // the asking node, which answers for itself without NATS
+	From  string `json:"from"`  // the asking node, which answers for itself without NATS
+	About string `json:"about"` // the topic or the user, whole (the subject may carry a hash)
+}
+
+// maxNameInSubject is the longest topic or user name a question's subject carries as is;
+// a longer one is hashed, because the server closes a connection whose PUB line exceeds
+// its max_control_line (4 KiB by default).
+const maxNameInSubject = 192
+
+// questionToken is the last token of a question's subject: the name in base64url, or for
+// a long name "~" and the base64url of its SHA-256.
+func questionToken(name string) string {
+	if len(name) <= maxNameInSubject {
+		return subjectToken(name)
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "~" + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // presencePart is one message of a node's answer to a presence question: an answer is
@@ -57,12 +73,12 @@ type userCount struct {
 
 // PresenceSubject is the subject on which a node asks the others for topic's subscribers.
 func (b *Broker) PresenceSubject(topic string) string {
-	return b.prefix + presenceToken + subjectToken(topic)
+	return b.prefix + presenceToken + questionToken(topic)
 }
 
 // UserConnsSubject is the subject on which a node asks the others for user's connections.
 func (b *Broker) UserConnsSubject(user string) string {
-	return b.prefix + userConnsToken + subjectToken(user)
+	return b.prefix + userConnsToken + questionToken(user)
 }
 
 // AddPresence implements switchboard.ClusterStore. It stores nothing: presence is asked of
@@ -83,7 +99,7 @@ func (b *Broker) Presence(ctx context.Context, topic string) ([]switchboard.Pres
 	}
 	out := withNode(local.Presence(topic), id)
 	parts := make(map[string]map[int]bool) // node → parts received
-	err = b.gather(ctx, b.PresenceSubject(topic), func(m *nats.Msg) (string, bool) {
+	err = b.gather(ctx, b.PresenceSubject(topic), topic, func(m *nats.Msg) (string, bool) {
 		var p presencePart
 		if err := json.Unmarshal(m.Data, &p); err != nil || p.Node == "" || p.Parts < 1 || p.Part < 0 || p.Part >= p.Parts {
 			b.log.Warn("switchboard/nats: dropping malformed presence answer", "err", err)
@@ -189,7 +205,7 @@ func (b *Broker) countUser(ctx context.Context, user string, withHeld bool) (int
 		return u.Live
 	}
 	n := count(b.localCount(local, user))
-	err = b.gather(ctx, b.UserConnsSubject(user), func(m *nats.Msg) (string, bool) {
+	err = b.gather(ctx, b.UserConnsSubject(user), user, func(m *nats.Msg) (string, bool) {
 		var u userCount
 		if err := json.Unmarshal(m.Data, &u); err != nil || u.Node == "" || u.Live < 0 || u.Held < 0 {
 			b.log.Warn("switchboard/nats: dropping malformed connection count", "err", err)
@@ -221,11 +237,11 @@ func (b *Broker) joined() (switchboard.LocalNode, string, error) {
 	return c.local, c.id, nil
 }
 
-// gather asks the question on subject and hands every answer to take, which returns the
+// gather asks the question about a topic or user on subject and hands every answer to take, which returns the
 // answering node and whether its answer is complete, until every other node live when it
 // started has answered in full, or the window ends. The window ending is not an error —
 // the nodes that did not answer are left out — but a cancelled ctx is.
-func (b *Broker) gather(ctx context.Context, subject string, take func(*nats.Msg) (string, bool)) error {
+func (b *Broker) gather(ctx context.Context, subject, about string, take func(*nats.Msg) (string, bool)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -252,7 +268,7 @@ func (b *Broker) gather(ctx context.Context, subject string, take func(*nats.Msg
 		return fmt.Errorf("switchboard/nats: subscribe %s: %w", inbox, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	body, _ := json.Marshal(question{From: from})
+	body, _ := json.Marshal(question{From: from, About: about})
 	if err := b.nc.PublishRequest(subject, inbox, body); err != nil {
 		return fmt.Errorf("switchboard/nats: ask %s: %w", subject, err)
 	}
@@ -323,21 +339,15 @@ func (b *Broker) onUserConnsQuestion(m *nats.Msg) {
 // asker, it has left, or the question is malformed (logged).
 func (b *Broker) question(m *nats.Msg, kind string) (local switchboard.LocalNode, id, about string, ok bool) {
 	var q question
-	if err := json.Unmarshal(m.Data, &q); err != nil || m.Reply == "" {
+	if err := json.Unmarshal(m.Data, &q); err != nil || m.Reply == "" || m.Subject != b.prefix+kind+questionToken(q.About) {
 		b.log.Warn("switchboard/nats: dropping malformed question", "subject", m.Subject, "err", err)
 		return nil, "", "", false
 	}
-	tok, found := strings.CutPrefix(m.Subject, b.prefix+kind)
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if !found || err != nil {
-		b.log.Warn("switchboard/nats: dropping question with a malformed subject", "subject", m.Subject, "err", err)
-		return nil, "", "", false
-	}
-	local, id, err = b.joined()
+	local, id, err := b.joined()
 	if err != nil || q.From == id {
 		return nil, "", "", false
 	}
-	return local, id, string(raw), true
+	return local, id, q.About, true
 }
 
 // presenceParts encodes list as presencePart messages of at most about limit bytes each
