@@ -237,9 +237,9 @@ func (b *Broker) joined() (switchboard.LocalNode, string, error) {
 	return c.local, c.id, nil
 }
 
-// gather asks the question about a topic or user on subject and hands every answer to take, which returns the
-// answering node and whether its answer is complete, until every other node live when it
-// started has answered in full, or the window ends. The window ending is not an error —
+// gather asks the question about a topic or user on subject and hands every answer to
+// take, which returns the answering node and whether its answer is complete, until every
+// other node live when it started has answered in full, or the window ends. The window ending is not an error —
 // the nodes that did not answer are left out — but a cancelled ctx is.
 func (b *Broker) gather(ctx context.Context, subject, about string, take func(*nats.Msg) (string, bool)) error {
 	if err := ctx.Err(); err != nil {
@@ -286,7 +286,7 @@ func (b *Broker) gather(ctx context.Context, subject, about string, take func(*n
 			return fmt.Errorf("switchboard/nats: gather answers on %s: %w", subject, err)
 		}
 		if node, complete := take(m); complete {
-			delete(want, node) // an answer from a node not (yet) in the table counts too
+			delete(want, node) // a node not (yet) in the table is not waited for, but its answer counts
 		}
 	}
 	return nil
