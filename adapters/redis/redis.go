@@ -41,6 +41,10 @@ type Options struct {
 	Shards int
 	// Logger receives connection problems and undecodable publications. Default slog.Default().
 	Logger *slog.Logger
+	// EpochTTL is how long the epoch that History starts for a topic without history (one
+	// never published to, or whose history expired) lives while nothing is published to
+	// the topic; a publication gives the topic its HistoryRule's TTL. Default 24 hours.
+	EpochTTL time.Duration
 }
 
 // ErrClosed is returned by a Broker's methods after Close.
@@ -90,6 +94,7 @@ type shard struct {
 type pubReq struct {
 	channel string
 	data    []byte
+	hist    *histReq   // set for a history publish, which runs a script instead of PUBLISH
 	done    chan error // buffered: the publisher never blocks on an abandoned request
 }
 
@@ -107,6 +112,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.EpochTTL <= 0 {
+		opts.EpochTTL = DefaultEpochTTL
 	}
 	ropts, err := goredis.ParseURL(opts.URL)
 	if err != nil {
@@ -188,7 +196,11 @@ func (b *Broker) Publish(ctx context.Context, p *switchboard.Publication) error 
 	if p.Kind == switchboard.TargetTopic {
 		ch = b.TopicChannel(p.Topic)
 	}
-	r := &pubReq{channel: ch, data: data, done: make(chan error, 1)}
+	return b.send(ctx, &pubReq{channel: ch, data: data, done: make(chan error, 1)})
+}
+
+// send queues r for the publishers and waits for its outcome.
+func (b *Broker) send(ctx context.Context, r *pubReq) error {
 	select {
 	case b.pubq <- r:
 	case <-ctx.Done():
@@ -231,21 +243,38 @@ func (b *Broker) publisher() {
 			}
 		}
 		pipe := b.client.Pipeline()
-		cmds := make([]*goredis.IntCmd, len(batch))
+		cmds := make([]goredis.Cmder, len(batch))
 		for i, r := range batch {
-			cmds[i] = pipe.Publish(b.ctx, r.channel, r.data)
+			cmds[i] = r.queue(b.ctx, pipe)
 		}
 		_, err := pipe.Exec(b.ctx)
+		if err != nil {
+			if rerr := b.rerunUnloaded(batch, cmds); rerr == nil {
+				err = firstErr(cmds)
+			} else {
+				err = rerr
+			}
+		}
 		b.pubOK.Store(err == nil)
 		if err != nil && b.ctx.Err() == nil {
 			b.opts.Logger.Debug("switchboard/redis: publish failed", "n", len(batch), "err", err)
 		}
 		for i, r := range batch {
-			r.done <- cmds[i].Err()
+			r.finish(cmds[i])
 			batch[i] = nil
 		}
 		batch = batch[:0]
 	}
+}
+
+// firstErr returns the first error among a pipeline's commands.
+func firstErr(cmds []goredis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SubscribeTopic implements switchboard.Broker: it subscribes to the topic's channel and
@@ -417,7 +446,7 @@ func (s *shard) receive() {
 				s.confirmed(m.Channel)
 			}
 		case *goredis.Message:
-			p, err := switchboard.DecodePublication([]byte(m.Payload))
+			p, err := decodeChannelMessage(m.Payload)
 			if err != nil {
 				b.opts.Logger.Warn("switchboard/redis: undecodable publication", "channel", m.Channel, "err", err)
 				continue
