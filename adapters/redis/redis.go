@@ -9,6 +9,10 @@
 //
 // Redis Pub/Sub delivers at most once: a node that is disconnected from Redis misses what is
 // published in the meantime. Publish returns an error when Redis cannot be reached.
+//
+// Broker is also a switchboard.HistoryBroker: the topics that switchboard.Config.History
+// selects keep their latest publications in a Redis stream, "<prefix>:h:<topic>", with
+// positions that Redis assigns, so that a client can recover what it missed from any node.
 package redis
 
 import (
