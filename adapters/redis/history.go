@@ -184,17 +184,18 @@ func (b *Broker) PublishHistory(ctx context.Context, p *switchboard.Publication,
 // History implements switchboard.HistoryBroker. Publications older than the TTL of the
 // rule they were published under count as gone, like those trimmed by its Size; so does an
 // entry that cannot be decoded. When the result is not complete, Publications holds what
-// is left after Since in the same epoch (none when the epoch changed), up to the limit.
+// is left after Since in the same epoch (none when the epoch changed), up to the limit. A
+// Limit of 0 reads no publications, a negative one all there are.
 func (b *Broker) History(ctx context.Context, topic string, q switchboard.HistoryQuery) (switchboard.HistoryResult, error) {
 	if b.closed.Load() {
 		return switchboard.HistoryResult{}, ErrClosed
 	}
 	var from uint64 // first seq wanted; 0 reads no entries
 	sinceEpoch := ""
-	if q.Since != nil && q.Since.Seq < math.MaxUint64 {
+	if q.Since != nil && q.Since.Seq < math.MaxUint64 && q.Limit != 0 {
 		from, sinceEpoch = q.Since.Seq+1, q.Since.Epoch
 	}
-	limit := max(q.Limit, 0)
+	limit := max(q.Limit, 0) // the script's 0 is no cap, for a negative Limit
 	v, err := readHistoryScript.Run(ctx, b.client,
 		[]string{b.HistoryStream(topic), b.HistoryMeta(topic)},
 		newEpoch(), b.opts.EpochTTL.Milliseconds(), sinceEpoch, from, limit).Slice()

@@ -164,7 +164,7 @@ func TestHistoryPositionsAcrossBrokers(t *testing.T) {
 	if len(seen) != total {
 		t.Fatalf("%d distinct seqs, want %d", len(seen), total)
 	}
-	res := history(t, a, "count", nil, 0)
+	res := history(t, a, "count", nil, -1)
 	if res.Position.Seq != total || !epochs[res.Position.Epoch] || !res.Complete {
 		t.Fatalf("History position %+v complete=%v, want seq %d", res.Position, res.Complete, total)
 	}
@@ -236,11 +236,11 @@ func TestHistoryRead(t *testing.T) {
 		}
 		e = p.Epoch
 	}
-	res := history(t, b, "news", nil, 0)
+	res := history(t, b, "news", nil, -1)
 	if res.Position != *pos(5, e) || !res.Complete || len(res.Publications) != 0 {
 		t.Fatalf("History without Since: %+v", res)
 	}
-	res = history(t, b, "news", pos(2, e), 0)
+	res = history(t, b, "news", pos(2, e), -1)
 	if !res.Complete || res.Position != *pos(5, e) {
 		t.Fatalf("since 2: complete=%v position %+v", res.Complete, res.Position)
 	}
@@ -262,11 +262,19 @@ func TestHistoryRead(t *testing.T) {
 	}
 	checkPubs(t, res.Publications, "news", e, 2, 3, 4)
 
-	res = history(t, b, "news", pos(2, "another"+e), 0)
+	// Limit 0 reads no publications: complete only when nothing was missed.
+	if res := history(t, b, "news", pos(2, e), 0); res.Complete || len(res.Publications) != 0 || res.Position != *pos(5, e) {
+		t.Fatalf("since 2 with limit 0: %+v", res)
+	}
+	if res := history(t, b, "news", pos(5, e), 0); !res.Complete || len(res.Publications) != 0 {
+		t.Fatalf("since 5 with limit 0: %+v", res)
+	}
+
+	res = history(t, b, "news", pos(2, "another"+e), -1)
 	if res.Complete || len(res.Publications) != 0 || res.Position != *pos(5, e) {
 		t.Fatalf("other epoch: %+v", res)
 	}
-	res = history(t, b, "news", pos(9, e), 0) // a position the stream never had
+	res = history(t, b, "news", pos(9, e), -1) // a position the stream never had
 	if res.Complete || len(res.Publications) != 0 {
 		t.Fatalf("since 9: %+v", res)
 	}
@@ -278,18 +286,18 @@ func TestHistoryFreshTopic(t *testing.T) {
 	url := testenv.RedisURL(t)
 	leakCheck(t)
 	a, _ := startBroker(t, url, uniquePrefix(t))
-	res := history(t, a, "fresh", nil, 0)
+	res := history(t, a, "fresh", nil, -1)
 	if res.Position.Seq != 0 || res.Position.Epoch == "" || !res.Complete {
 		t.Fatalf("fresh topic: %+v", res)
 	}
 	start := res.Position
-	if again := history(t, a, "fresh", nil, 0); again.Position != start {
+	if again := history(t, a, "fresh", nil, -1); again.Position != start {
 		t.Fatalf("second read %+v, first %+v", again.Position, start)
 	}
 	if p := publishH(t, a, "fresh", 1, testRule); p != *pos(1, start.Epoch) {
 		t.Fatalf("first publication at %+v, want seq 1 in %s", p, start.Epoch)
 	}
-	res = history(t, a, "fresh", &start, 0)
+	res = history(t, a, "fresh", &start, -1)
 	if !res.Complete {
 		t.Fatal("not complete")
 	}
@@ -312,12 +320,12 @@ func TestHistoryTrimmedBySize(t *testing.T) {
 	if n, err := rawClient(t, url).XLen(context.Background(), a.HistoryStream("small")).Result(); err != nil || n != 3 {
 		t.Fatalf("XLEN = %d (%v), want 3", n, err)
 	}
-	res := history(t, a, "small", pos(1, e), 0)
+	res := history(t, a, "small", pos(1, e), -1)
 	if res.Complete {
 		t.Fatal("complete although publication 2 was trimmed")
 	}
 	checkPubs(t, res.Publications, "small", e, 3, 4, 5)
-	res = history(t, a, "small", pos(2, e), 0)
+	res = history(t, a, "small", pos(2, e), -1)
 	if !res.Complete {
 		t.Fatal("since 2: not complete, though 3..5 are kept")
 	}
@@ -358,12 +366,12 @@ func TestHistoryEntryTTL(t *testing.T) {
 	waitFor(t, 10*time.Second, "entry 2 to be older than the TTL", func() bool {
 		return redisNowMs(t, raw) > stamped+rule.TTL.Milliseconds()
 	})
-	res := history(t, a, "brief", pos(0, e), 0)
+	res := history(t, a, "brief", pos(0, e), -1)
 	if res.Complete || len(res.Publications) != 0 || res.Position != *pos(2, e) {
 		t.Fatalf("after the TTL: %+v, want incomplete, nothing, position 2", res)
 	}
 	// A client that has everything loses nothing when entries expire.
-	if res := history(t, a, "brief", pos(2, e), 0); !res.Complete {
+	if res := history(t, a, "brief", pos(2, e), -1); !res.Complete {
 		t.Fatal("since the latest: not complete")
 	}
 }
@@ -381,7 +389,7 @@ func TestHistoryExpires(t *testing.T) {
 		n, err := raw.Exists(context.Background(), a.HistoryMeta("gone"), a.HistoryStream("gone")).Result()
 		return err == nil && n == 0
 	})
-	res := history(t, a, "gone", &old, 0)
+	res := history(t, a, "gone", &old, -1)
 	if res.Complete || len(res.Publications) != 0 || res.Position.Seq != 0 || res.Position.Epoch == old.Epoch {
 		t.Fatalf("after expiry: %+v, want incomplete at seq 0 of a new epoch", res)
 	}
@@ -402,7 +410,7 @@ func TestHistoryEpochChange(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		publishH(t, a, "epoch", i, testRule)
 	}
-	old := history(t, b, "epoch", nil, 0).Position
+	old := history(t, b, "epoch", nil, -1).Position
 	if err := raw.Del(ctx, a.HistoryMeta("epoch")).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -413,11 +421,11 @@ func TestHistoryEpochChange(t *testing.T) {
 	if n, err := raw.XLen(ctx, a.HistoryStream("epoch")).Result(); err != nil || n != 1 {
 		t.Fatalf("XLEN = %d (%v), want 1: the old epoch's entries must go", n, err)
 	}
-	res := history(t, b, "epoch", &old, 0)
+	res := history(t, b, "epoch", &old, -1)
 	if res.Complete || len(res.Publications) != 0 || res.Position != p {
 		t.Fatalf("old epoch: %+v", res)
 	}
-	res = history(t, b, "epoch", pos(0, p.Epoch), 0)
+	res = history(t, b, "epoch", pos(0, p.Epoch), -1)
 	if !res.Complete {
 		t.Fatal("new epoch from 0: not complete")
 	}
@@ -462,12 +470,12 @@ func TestHistoryBadData(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishH(t, a, "bad", 3, testRule)
-	res := history(t, a, "bad", &p1, 0)
+	res := history(t, a, "bad", &p1, -1)
 	if res.Complete {
 		t.Fatal("complete over a corrupt entry")
 	}
 	checkPubs(t, res.Publications, "bad", p1.Epoch, 3)
-	if res := history(t, a, "bad", pos(2, p1.Epoch), 0); !res.Complete {
+	if res := history(t, a, "bad", pos(2, p1.Epoch), -1); !res.Complete {
 		t.Fatal("since 2: not complete")
 	}
 	if _, err := a.PublishHistory(ctx, &switchboard.Publication{Kind: switchboard.TargetAll, Message: msg(t, typ, 9)}, testRule); err == nil {
