@@ -52,7 +52,9 @@ type Config struct {
 	// (the in-memory one and adapters/redis are). Default: no history.
 	History []HistoryRule
 	// RecoverLimit caps the publications one recovery may send; a client that missed more
-	// gets "recovered": false. Default 1000.
+	// gets "recovered": false. A recovery may take a connection's send queue over
+	// SendQueueSize by up to this many messages per topic. Default 1000; negative: no cap
+	// but the rule's Size.
 	RecoverLimit int
 
 	// Inbox keeps messages for users who are offline and delivers them when they next
@@ -191,6 +193,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxMessageSize = 64 << 10
 	}
 	c.SendQueueSize = orInt(c.SendQueueSize, 256)
+	c.History, c.RecoverLimit = historyDefaults(c.History, c.RecoverLimit)
 	c.MaxSubscriptions = orInt(c.MaxSubscriptions, 128)
 	c.MaxTopicLength = orInt(c.MaxTopicLength, 200)
 	c.MaxConnsPerUser = orInt(c.MaxConnsPerUser, 32)
