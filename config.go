@@ -48,8 +48,10 @@ type Config struct {
 
 	// History keeps the latest publications of the topics it selects (the first rule
 	// whose Pattern matches a topic applies), so that clients can recover what they missed
-	// while disconnected (SUBSCRIBE with "recover"). The Broker must be a HistoryBroker
-	// (the in-memory one and adapters/redis are). Default: no history.
+	// while disconnected (SUBSCRIBE with "recover"; see docs/guarantees.md). The Broker
+	// must be a HistoryBroker (the in-memory one and adapters/redis are); with another,
+	// New logs an error and history stays off: publications carry no position and every
+	// recovery answers false. Default: no history.
 	History []HistoryRule
 	// RecoverLimit caps the publications one recovery may send; a client that missed more
 	// gets "recovered": false. A recovery may take a connection's send queue over
