@@ -273,6 +273,8 @@ func (h *memHistory) reopen() {
 // PublishHistory implements HistoryBroker: it gives p the next position of its topic's
 // stream, stores it, and delivers it to the local connections before returning, all under
 // the stream's lock, so that a topic's publications reach each connection in Seq order.
+// What runs during delivery (Config.Observer, Config.OnError) must therefore not publish
+// to the same topic synchronously: it would wait for the lock its own caller holds.
 func (b *MemoryBroker) PublishHistory(ctx context.Context, p *Publication, rule HistoryRule) (StreamPosition, error) {
 	if p == nil || p.Message == nil || p.Kind != TargetTopic || p.Topic == "" {
 		return StreamPosition{}, fmt.Errorf("%w: history needs a topic publication", ErrBadMessage)

@@ -651,3 +651,38 @@ func TestHistoryRecoverySlack(t *testing.T) {
 		t.Fatalf("slack %d after the writer took the recovered frames", slack)
 	}
 }
+
+// FuzzRecoverOf: any SUBSCRIBE payload gives positions or an ErrBadMessage, never a panic;
+// what it accepts holds exactly the topics and values of the "recover" object.
+func FuzzRecoverOf(f *testing.F) {
+	for _, s := range []string{
+		`{"subscriptions":["a"],"recover":{"a":{"seq":1,"epoch":"e"}}}`,
+		`{"recover":null}`, `{"recover":{"a":{"seq":18446744073709551615,"epoch":""}}}`,
+		`{"recover":{"a":{"seq":-1,"epoch":"e"}}}`, `{"recover":[]}`, `{}`, `[]`, `"x"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		got, err := recoverOf(&Message{Type: TypeSubscribe, Payload: payload})
+		if err != nil {
+			if !errors.Is(err, ErrBadMessage) {
+				t.Fatalf("error %v does not wrap ErrBadMessage", err)
+			}
+			return
+		}
+		var req struct {
+			Recover map[string]histPos `json:"recover"`
+		}
+		if err := json.Unmarshal(payload, &req); err != nil {
+			return // accepted by recoverOf, e.g. an empty payload
+		}
+		if len(got) != len(req.Recover) {
+			t.Fatalf("recoverOf(%s) = %v, want %v", payload, got, req.Recover)
+		}
+		for topic, p := range req.Recover {
+			if got[topic] != (StreamPosition{p.Seq, p.Epoch}) {
+				t.Fatalf("recoverOf(%s)[%q] = %+v, want %+v", payload, topic, got[topic], p)
+			}
+		}
+	})
+}
