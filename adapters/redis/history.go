@@ -196,9 +196,13 @@ func (b *Broker) History(ctx context.Context, topic string, q switchboard.Histor
 		from, sinceEpoch = q.Since.Seq+1, q.Since.Epoch
 	}
 	limit := max(q.Limit, 0) // the script's 0 is no cap, for a negative Limit
+	startTTL := q.TTL        // how long an epoch this read starts lives without publications
+	if startTTL <= 0 {
+		startTTL = b.opts.EpochTTL
+	}
 	v, err := readHistoryScript.Run(ctx, b.client,
 		[]string{b.HistoryStream(topic), b.HistoryMeta(topic)},
-		newEpoch(), b.opts.EpochTTL.Milliseconds(), sinceEpoch, from, limit).Slice()
+		newEpoch(), max(startTTL.Milliseconds(), 1), sinceEpoch, from, limit).Slice()
 	if err != nil {
 		return switchboard.HistoryResult{}, fmt.Errorf("switchboard/redis: history of %s: %w", topic, err)
 	}

@@ -291,6 +291,18 @@ func TestHistoryFreshTopic(t *testing.T) {
 		t.Fatalf("fresh topic: %+v", res)
 	}
 	start := res.Position
+	raw := rawClient(t, url)
+	if ttl, err := raw.PTTL(context.Background(), a.HistoryMeta("fresh")).Result(); err != nil || ttl <= time.Hour || ttl > DefaultEpochTTL {
+		t.Fatalf("meta PTTL %v (%v) after a read without TTL, want Options.EpochTTL", ttl, err)
+	}
+	// A read that names the rule's TTL starts the epoch for that long.
+	r, err := a.History(context.Background(), "fresh2", switchboard.HistoryQuery{TTL: 30 * time.Second})
+	if err != nil || r.Position.Seq != 0 || r.Position.Epoch == "" {
+		t.Fatalf("fresh2: %+v %v", r, err)
+	}
+	if ttl, err := raw.PTTL(context.Background(), a.HistoryMeta("fresh2")).Result(); err != nil || ttl <= 0 || ttl > 30*time.Second {
+		t.Fatalf("meta PTTL %v (%v) after a read with TTL 30s", ttl, err)
+	}
 	if again := history(t, a, "fresh", nil, -1); again.Position != start {
 		t.Fatalf("second read %+v, first %+v", again.Position, start)
 	}
@@ -302,7 +314,7 @@ func TestHistoryFreshTopic(t *testing.T) {
 		t.Fatal("not complete")
 	}
 	checkPubs(t, res.Publications, "fresh", start.Epoch, 1)
-	ttl, err := rawClient(t, url).PTTL(context.Background(), a.HistoryMeta("fresh")).Result()
+	ttl, err := raw.PTTL(context.Background(), a.HistoryMeta("fresh")).Result()
 	if err != nil || ttl <= 0 || ttl > testRule.TTL {
 		t.Fatalf("meta PTTL %v (%v), want the rule's TTL after a publication", ttl, err)
 	}

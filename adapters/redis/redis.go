@@ -47,7 +47,8 @@ type Options struct {
 	Logger *slog.Logger
 	// EpochTTL is how long the epoch that History starts for a topic without history (one
 	// never published to, or whose history expired) lives while nothing is published to
-	// the topic; a publication gives the topic its HistoryRule's TTL. Default 24 hours.
+	// the topic, when the query gives no TTL (the Manager gives the rule's); a publication
+	// gives the topic its HistoryRule's TTL. Default 24 hours.
 	EpochTTL time.Duration
 }
 
