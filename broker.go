@@ -47,10 +47,12 @@ type Broker interface {
 	Close() error
 }
 
-// MemoryBroker is the single-node Broker: Publish delivers to the local node at once.
+// MemoryBroker is the single-node Broker: Publish delivers to the local node at once. It is
+// a HistoryBroker too: it keeps topic history in memory (history_memory.go).
 type MemoryBroker struct {
 	mu      sync.RWMutex
 	deliver func(*Publication)
+	hist    memHistory
 }
 
 // NewMemoryBroker returns a Broker for a single node.
@@ -61,6 +63,7 @@ func (b *MemoryBroker) Start(deliver func(*Publication)) error {
 	b.mu.Lock()
 	b.deliver = deliver
 	b.mu.Unlock()
+	b.hist.reopen()
 	return nil
 }
 
@@ -82,10 +85,11 @@ func (b *MemoryBroker) SubscribeTopic(context.Context, string) error { return ni
 // UnsubscribeTopic implements Broker.
 func (b *MemoryBroker) UnsubscribeTopic(context.Context, string) error { return nil }
 
-// Close implements Broker.
+// Close implements Broker. It drops the history and stops its sweeper.
 func (b *MemoryBroker) Close() error {
 	b.mu.Lock()
 	b.deliver = nil
 	b.mu.Unlock()
+	b.hist.close()
 	return nil
 }

@@ -48,11 +48,15 @@ type Config struct {
 
 	// History keeps the latest publications of the topics it selects (the first rule
 	// whose Pattern matches a topic applies), so that clients can recover what they missed
-	// while disconnected (SUBSCRIBE with "recover"). The Broker must be a HistoryBroker
-	// (the in-memory one and adapters/redis are). Default: no history.
+	// while disconnected (SUBSCRIBE with "recover"; see docs/guarantees.md). The Broker
+	// must be a HistoryBroker (the in-memory one and adapters/redis are); with another,
+	// New logs an error and history stays off: publications carry no position and every
+	// recovery answers false. Default: no history.
 	History []HistoryRule
 	// RecoverLimit caps the publications one recovery may send; a client that missed more
-	// gets "recovered": false. Default 1000.
+	// gets "recovered": false. A recovery may take a connection's send queue over
+	// SendQueueSize by up to this many messages per topic. Default 1000; negative: no cap
+	// but the rule's Size.
 	RecoverLimit int
 
 	// Inbox keeps messages for users who are offline and delivers them when they next
@@ -191,6 +195,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxMessageSize = 64 << 10
 	}
 	c.SendQueueSize = orInt(c.SendQueueSize, 256)
+	c.History, c.RecoverLimit = historyDefaults(c.History, c.RecoverLimit)
 	c.MaxSubscriptions = orInt(c.MaxSubscriptions, 128)
 	c.MaxTopicLength = orInt(c.MaxTopicLength, 200)
 	c.MaxConnsPerUser = orInt(c.MaxConnsPerUser, 32)

@@ -41,7 +41,9 @@ type Conn struct {
 	mu           sync.Mutex
 	queue        [][]byte
 	writing      bool
-	closeReq     bool // a close was requested; nothing more is queued
+	closeReq     bool      // a close was requested; nothing more is queued
+	slack        int32     // frames a recovery queued beyond SendQueueSize, until the writer takes them
+	rec          *recovery // subscriptions being set up with history (history_subscribe.go)
 	closeCode    int
 	closeReason  string
 	authFailures int
@@ -181,7 +183,14 @@ const (
 	enqueued enqueueResult = iota
 	queueClosed
 	queueFull
+	queueSkipped // a duplicate of a publication already queued
 )
+
+// overflow closes a slow consumer: its send queue is full.
+func (c *Conn) overflow() {
+	c.m.onSlowConsumer("queue_overflow")
+	c.abort(CloseTryAgainLater, "slow consumer: send queue overflow")
+}
 
 // enqueueMessage queues the frame of ec's message in this connection's codec and returns
 // its size, or 0 when nothing was queued.
@@ -193,22 +202,38 @@ func (c *Conn) enqueueMessage(ec *encodeCache) int {
 		}
 		return 0
 	}
-	if c.enqueue(frame) != enqueued {
+	var pub *Message
+	if ec.msg.Topic != "" {
+		pub = ec.msg
+	}
+	if c.enqueueTopic(pub, frame) != enqueued {
 		return 0
 	}
 	return len(frame)
 }
 
-func (c *Conn) enqueue(frame []byte) enqueueResult {
+func (c *Conn) enqueue(frame []byte) enqueueResult { return c.enqueueTopic(nil, frame) }
+
+// enqueueTopic queues frame. pub, when not nil, is the topic publication the frame encodes,
+// which a subscription being set up with history holds back (see holdLocked).
+func (c *Conn) enqueueTopic(pub *Message, frame []byte) enqueueResult {
 	c.mu.Lock()
 	if c.closeReq {
 		c.mu.Unlock()
 		return queueClosed
 	}
-	if max := c.m.cfg.SendQueueSize; max > 0 && len(c.queue) >= max {
+	if c.rec != nil && pub != nil {
+		if res, done := c.holdLocked(pub, frame); done {
+			c.mu.Unlock()
+			if res == queueFull {
+				c.overflow()
+			}
+			return res
+		}
+	}
+	if max := c.m.cfg.SendQueueSize; max > 0 && len(c.queue) >= max+int(c.slack) {
 		c.mu.Unlock()
-		c.m.onSlowConsumer("queue_overflow")
-		c.abort(CloseTryAgainLater, "slow consumer: send queue overflow")
+		c.overflow()
 		return queueFull
 	}
 	c.queue = append(c.queue, frame)
@@ -258,6 +283,7 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		batch, c.queue = c.queue, batch[:0]
+		c.slack = 0
 		c.mu.Unlock()
 
 		c.writeStart.Store(c.m.now())
@@ -665,14 +691,16 @@ func (c *Conn) scheduleExpiry(exp time.Time) {
 // allowed by the TopicAuthorizer, and the total must stay within MaxSubscriptions. Topics
 // already subscribed count as success. On failure the error is a *SubscribeError.
 func (c *Conn) Subscribe(ctx context.Context, topics ...string) error {
-	fresh, err := c.subscribe(ctx, topics)
+	fresh, err := c.subscribe(ctx, topics, nil)
 	c.announce(TypeJoin, fresh)
 	return err
 }
 
 // subscribe does Subscribe's work and returns the topics newly subscribed, whose JOIN the
-// caller announces (after its reply, in the default protocol).
-func (c *Conn) subscribe(ctx context.Context, topics []string) ([]string, error) {
+// caller announces (after its reply, in the default protocol). With held not nil, the
+// publications of the new topics with history are held back from before their
+// registration, and *held lists them (see SubscribeWith).
+func (c *Conn) subscribe(ctx context.Context, topics []string, held *[]*heldTopic) ([]string, error) {
 	failed := map[string]string{}
 	var firstErr error
 	fail := func(t, reason string, err error) {
@@ -711,10 +739,17 @@ func (c *Conn) subscribe(ctx context.Context, topics []string) ([]string, error)
 		}
 		return nil, &SubscribeError{Topics: failed, Err: fmt.Errorf("%w (max %d)", ErrTooManySubscriptions, max)}
 	}
+	if held != nil {
+		*held = c.holdTopics(fresh)
+	}
 	for i, t := range fresh {
 		if err := c.m.addSub(ctx, t, c); err != nil {
 			for _, u := range fresh[:i] {
 				c.m.removeSub(u, c)
+			}
+			if held != nil {
+				c.dropHolds(*held)
+				*held = nil
 			}
 			failed[t] = string(CodeInternal)
 			return nil, &SubscribeError{Topics: failed, Err: err}
@@ -740,6 +775,7 @@ func (c *Conn) Unsubscribe(topics ...string) {
 			if s == t {
 				c.subs = append(c.subs[:i], c.subs[i+1:]...)
 				c.m.removeSub(t, c)
+				c.dropHold(t)
 				c.m.presenceEvent(TypeLeave, t, c)
 				break
 			}

@@ -39,7 +39,12 @@
 // Broadcast, BroadcastToUsers, Publish and SendToClient encode a message once per wire
 // format in use, however many recipients it has, and hand it to the Broker, which carries it
 // to every node (the default MemoryBroker serves a single node). Delivery is at most once:
-// a message sent while a client is disconnected is not kept for it.
+// a message sent while a client is disconnected is not kept for it — except on the topics
+// that Config.History selects. Their publications carry a position (Message.Seq in
+// Message.Epoch) and are kept for a while by a HistoryBroker; a client that subscribes again
+// with the position of the last one it has (SUBSCRIBE with "recover", or Conn.SubscribeWith)
+// gets those it missed, once and in order, before the live ones. Manager.History reads what
+// is kept. docs/guarantees.md says exactly what is promised.
 //
 // # Clusters
 //

@@ -32,6 +32,7 @@ type Manager struct {
 	router *Router
 	reg    registry
 	broker Broker
+	hist   *managerHistory // nil: no topic history
 	ipRate *ratelimit.Keyed
 	def    *endpoint
 
@@ -63,6 +64,7 @@ func New(cfg Config) *Manager {
 	if m.broker == nil {
 		m.broker = NewMemoryBroker()
 	}
+	m.hist = newManagerHistory(cfg, m.broker)
 	if cfg.ConnRatePerIP > 0 {
 		m.ipRate = ratelimit.NewKeyed(ratelimit.Config{Rate: rate.Limit(cfg.ConnRatePerIP), Burst: cfg.ConnBurstPerIP})
 	}

@@ -193,7 +193,12 @@ func (envelopeProtocol) subscribe(ctx context.Context, c *Conn, msg *Message) {
 		c.sendError(msg, CodeBadMessage, err.Error())
 		return
 	}
-	fresh, err := c.subscribe(ctx, topics)
+	opts, err := subscribeOptionsOf(msg, topics) // "recover", and SUBSCRIBE_SUCCESS with positions
+	if err != nil {
+		c.sendError(msg, CodeBadMessage, err.Error())
+		return
+	}
+	_, fresh, err := c.subscribeWith(ctx, opts, topics)
 	if err != nil {
 		var se *SubscribeError
 		if !errors.As(err, &se) {
@@ -217,7 +222,6 @@ func (envelopeProtocol) subscribe(ctx context.Context, c *Conn, msg *Message) {
 		})
 		return
 	}
-	_ = c.Reply(msg, TypeSubscribeSuccess, map[string]any{"subscriptions": topics})
 	c.announce(TypeJoin, fresh)
 }
 

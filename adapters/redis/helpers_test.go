@@ -88,12 +88,20 @@ type node struct {
 
 func startNode(t testing.TB, url, prefix string) *node {
 	t.Helper()
+	return startNodeWith(t, url, prefix, switchboard.Config{})
+}
+
+// startNodeWith starts a node whose Config is cfg with the test's broker, authenticator and
+// connection rate.
+func startNodeWith(t testing.TB, url, prefix string, cfg switchboard.Config) *node {
+	t.Helper()
 	jwt, err := auth.NewJWT(auth.JWTConfig{HMACSecret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := newBroker(t, url, prefix)
-	m := switchboard.New(switchboard.Config{Broker: b, ConnRatePerIP: -1, Authenticator: jwt})
+	cfg.Broker, cfg.ConnRatePerIP, cfg.Authenticator = b, -1, jwt
+	m := switchboard.New(cfg)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", m)
 	srv := httptest.NewServer(mux)

@@ -20,6 +20,10 @@
 // at most NodeTTL after its last heartbeat; a node that shuts down (Manager.Shutdown)
 // disappears at once. Presence writes and releases are queued and pipelined by a
 // background goroutine, in order; the user cap is checked atomically by a Lua script.
+//
+// Broker is also a switchboard.HistoryBroker: the topics that switchboard.Config.History
+// selects keep their latest publications in a Redis stream, "<prefix>:h:<topic>", with
+// positions that Redis assigns, so that a client can recover what it missed from any node.
 package redis
 
 import (
@@ -55,6 +59,11 @@ type Options struct {
 	// Cluster configures the broker's cluster state (live nodes, presence, per-user
 	// connection counts; see cluster.go).
 	Cluster ClusterOptions
+	// EpochTTL is how long the epoch that History starts for a topic without history (one
+	// never published to, or whose history expired) lives while nothing is published to
+	// the topic, when the query gives no TTL (the Manager gives the rule's); a publication
+	// gives the topic its HistoryRule's TTL. Default 24 hours.
+	EpochTTL time.Duration
 }
 
 // ErrClosed is returned by a Broker's methods after Close.
@@ -105,6 +114,7 @@ type shard struct {
 type pubReq struct {
 	channel string
 	data    []byte
+	hist    *histReq   // set for a history publish, which runs a script instead of PUBLISH
 	done    chan error // buffered: the publisher never blocks on an abandoned request
 }
 
@@ -122,6 +132,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.EpochTTL <= 0 {
+		opts.EpochTTL = DefaultEpochTTL
 	}
 	ropts, err := goredis.ParseURL(opts.URL)
 	if err != nil {
@@ -204,7 +217,11 @@ func (b *Broker) Publish(ctx context.Context, p *switchboard.Publication) error 
 	if p.Kind == switchboard.TargetTopic {
 		ch = b.TopicChannel(p.Topic)
 	}
-	r := &pubReq{channel: ch, data: data, done: make(chan error, 1)}
+	return b.send(ctx, &pubReq{channel: ch, data: data, done: make(chan error, 1)})
+}
+
+// send queues r for the publishers and waits for its outcome.
+func (b *Broker) send(ctx context.Context, r *pubReq) error {
 	select {
 	case b.pubq <- r:
 	case <-ctx.Done():
@@ -247,21 +264,38 @@ func (b *Broker) publisher() {
 			}
 		}
 		pipe := b.client.Pipeline()
-		cmds := make([]*goredis.IntCmd, len(batch))
+		cmds := make([]goredis.Cmder, len(batch))
 		for i, r := range batch {
-			cmds[i] = pipe.Publish(b.ctx, r.channel, r.data)
+			cmds[i] = r.queue(b.ctx, pipe)
 		}
 		_, err := pipe.Exec(b.ctx)
+		if err != nil {
+			if rerr := b.rerunUnloaded(batch, cmds); rerr == nil {
+				err = firstErr(cmds)
+			} else {
+				err = rerr
+			}
+		}
 		b.pubOK.Store(err == nil)
 		if err != nil && b.ctx.Err() == nil {
 			b.opts.Logger.Debug("switchboard/redis: publish failed", "n", len(batch), "err", err)
 		}
 		for i, r := range batch {
-			r.done <- cmds[i].Err()
+			r.finish(cmds[i])
 			batch[i] = nil
 		}
 		batch = batch[:0]
 	}
+}
+
+// firstErr returns the first error among a pipeline's commands.
+func firstErr(cmds []goredis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SubscribeTopic implements switchboard.Broker: it subscribes to the topic's channel and
@@ -433,7 +467,7 @@ func (s *shard) receive() {
 				s.confirmed(m.Channel)
 			}
 		case *goredis.Message:
-			p, err := switchboard.DecodePublication([]byte(m.Payload))
+			p, err := decodeChannelMessage(m.Payload)
 			if err != nil {
 				b.opts.Logger.Warn("switchboard/redis: undecodable publication", "channel", m.Channel, "err", err)
 				continue

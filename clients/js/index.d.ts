@@ -33,6 +33,7 @@ export declare const defaults: Readonly<{
   maxQueue: number
   autoConnect: boolean
   batching: boolean
+  recover: boolean
 }>
 
 /** The WebSocket subprotocols of wire protocol v1. */
@@ -144,6 +145,12 @@ export interface SwitchboardOptions {
    * must accept these subprotocols (the server's /ws does). See {@link Switchboard.protocol}.
    */
   batching?: boolean
+  /**
+   * After a reconnect, ask the server to recover what was published to topics with history
+   * while the client was away (SUBSCRIBE "recover"), and report it with the `recovery`
+   * event. Default true.
+   */
+  recover?: boolean
   /** Timer function, for tests. Default: the global setTimeout. */
   setTimeout?: (fn: () => void, ms: number) => unknown
   /** Timer function, for tests. Default: the global clearTimeout. */
@@ -178,6 +185,36 @@ export interface AuthInfo {
   expiresAt: number | null
   /** True for a token refresh on a live connection. */
   refreshed: boolean
+}
+
+/** A place in a topic's history: the seq of a publication in the stream named by epoch. */
+export interface StreamPosition {
+  seq: number
+  epoch: string
+}
+
+/** Options of subscribe(). */
+export interface SubscribeOptions {
+  /**
+   * A position the application kept (e.g. that of the state it loaded): the first SUBSCRIBE
+   * asks the server for what was published after it, as a reconnect does.
+   */
+  since?: StreamPosition
+}
+
+/** The argument of the `recovery` event. */
+export interface RecoveryInfo {
+  topic: string
+  /**
+   * True when the server sends every publication missed since `since` (to the topic's
+   * handlers, in order, before the new ones); false when some are lost and the application
+   * should reload the topic's state.
+   */
+  recovered: boolean
+  /** The position the client asked to recover from. */
+  since: StreamPosition
+  /** The topic's latest position on the server when it answered, or null. */
+  position: StreamPosition | null
 }
 
 /** Handler of messages: the payload, then the whole message. */
@@ -235,6 +272,7 @@ export interface SwitchboardEvents {
   error: (error: SwitchboardError) => void
   close: (info: CloseInfo) => void
   authenticated: (info: AuthInfo) => void
+  recovery: (info: RecoveryInfo) => void
   message: (message: Message) => void
   data: MessageHandler<DataPayload>
   event: MessageHandler<EventPayload>
@@ -276,8 +314,16 @@ export declare class Switchboard {
   connect(): void
   /** Closes the connection with 1000 and stops reconnecting. */
   close(reason?: string): void
-  /** Subscribes to a topic; restored after every reconnect. */
-  subscribe<P = any>(topic: string, handler: MessageHandler<P>): Subscription
+  /**
+   * Subscribes to a topic; restored after every reconnect, with a recovery of what was
+   * missed for topics with history.
+   */
+  subscribe<P = any>(topic: string, handler: MessageHandler<P>, options?: SubscribeOptions): Subscription
+  /**
+   * The client's position in a topic's history (that of the last publication received, or
+   * the one the server gave on subscribing), or null.
+   */
+  position(topic: string): StreamPosition | null
   /** Sends a message and resolves with the reply whose correlation_id is its id. */
   request<P = any>(type: string, payload?: unknown, options?: RequestOptions): Promise<Message<P>>
   /** Sends an ACTION and resolves with the payload of its ACTION_RESULT. */
@@ -286,7 +332,7 @@ export declare class Switchboard {
   send(type: string, payload?: unknown): string
   /**
    * Registers a handler of a client event (`state`, `error`, `close`, `authenticated`,
-   * `message`), of `data` / `event` / `notification`, or of any message type (`'PING'`,
+   * `recovery`, `message`), of `data` / `event` / `notification`, or of any message type (`'PING'`,
    * `'MY_TYPE'`). Returns a function that removes it.
    */
   on<E extends string>(event: E, handler: HandlerOf<E>): () => void

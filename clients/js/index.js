@@ -34,6 +34,7 @@ export const defaults = Object.freeze({
   maxQueue: 256,
   autoConnect: true,
   batching: true,
+  recover: true,
 })
 
 /** The WebSocket subprotocols of wire protocol v1 (docs/protocol.md, "Subprotocols"). */
@@ -49,7 +50,7 @@ export const Subprotocols = Object.freeze({
 const CLIENT_ABANDON_CODE = 4000
 
 // Event names that are the client's own; every other name is a message type.
-const CLIENT_EVENTS = new Set(['state', 'error', 'message', 'close', 'authenticated'])
+const CLIENT_EVENTS = new Set(['state', 'error', 'message', 'close', 'authenticated', 'recovery'])
 // Lower-case aliases of the common message types.
 const TYPE_ALIASES = { data: 'DATA', event: 'EVENT', notification: 'NOTIFICATION' }
 // Authentication failure reasons after which another token may succeed.
@@ -200,13 +201,15 @@ export class Switchboard {
     this._requestTimeout = nonNegative(options.requestTimeout, defaults.requestTimeout)
     this._connectTimeout = nonNegative(options.connectTimeout, defaults.connectTimeout)
     this._maxQueue = nonNegative(options.maxQueue, defaults.maxQueue)
+    this._recover = options.recover ?? defaults.recover
     this._protocols = (options.batching ?? defaults.batching)
       ? [Subprotocols.V1_BATCH, Subprotocols.V1]
       : [Subprotocols.V1]
 
     this._state = States.DISCONNECTED
     this._listeners = new Map() // event name → Set of handlers
-    this._subs = new Map() // topic → {subs: Set<Subscription>, status: 'pending'|'sent'|'active'}
+    // topic → {subs: Set<Subscription>, status: 'pending'|'sent'|'active', position: {seq, epoch}|null}
+    this._subs = new Map()
     this._pending = new Map() // message id → request entry
     this._outbox = [] // messages waiting for the connection to be ready
     this._seq = 0
@@ -272,6 +275,20 @@ export class Switchboard {
   }
 
   /**
+   * The position the client has reached in a topic's history: `{seq, epoch}` of the last
+   * publication it received (or the position the server gave when it subscribed), or null
+   * for a topic without history or not subscribed. After a reconnect the client asks the
+   * server to recover what was published after it.
+   *
+   * @param {string} topic
+   * @returns {{seq: number, epoch: string} | null}
+   */
+  position(topic) {
+    const pos = this._subs.get(topic)?.position
+    return pos ? { seq: pos.seq, epoch: pos.epoch } : null
+  }
+
+  /**
    * Starts connecting, if the client is not connected or connecting already. Needed only
    * with `autoConnect: false`, after close(), or after the client gave up (a 1000 close,
    * or a 4001/4003 close without a new token). During a reconnect delay it connects at once.
@@ -317,11 +334,18 @@ export class Switchboard {
    * published to the topic. The SUBSCRIBE is sent as soon as the connection is ready
    * (after authentication when a token is used), and again after every reconnect.
    *
+   * For a topic with history on the server, the client keeps its position (see position())
+   * and, after a reconnect, asks the server to send what it missed: the handler then gets
+   * the missed publications, in order, before the new ones, and the `recovery` event says
+   * whether nothing was lost. `options.since`, a position the application kept (e.g. that of
+   * the state it loaded), asks for that recovery on the first SUBSCRIBE too.
+   *
    * @param {string} topic
    * @param {(payload: any, message: object) => void} handler
+   * @param {{since?: {seq: number, epoch: string}}} [options]
    * @returns {Subscription}
    */
-  subscribe(topic, handler) {
+  subscribe(topic, handler, options = {}) {
     if (typeof topic !== 'string' || topic === '') {
       throw new TypeError('switchboard: subscribe: topic must be a non-empty string')
     }
@@ -331,7 +355,7 @@ export class Switchboard {
     const sub = new Subscription(this, topic, handler)
     let rec = this._subs.get(topic)
     if (!rec) {
-      rec = { subs: new Set(), status: 'pending' }
+      rec = { subs: new Set(), status: 'pending', position: toPosition(options?.since) }
       this._subs.set(topic, rec)
     }
     rec.subs.add(sub)
@@ -414,6 +438,12 @@ export class Switchboard {
    *   refused subscriptions, authentication problems, handlers that threw);
    * - `close`: `({code, reason, reconnect, delay})` when a connection ends;
    * - `authenticated`: `({userId, expiresAt, refreshed})` after every successful AUTHENTICATE;
+   * - `recovery`: `({topic, recovered, since, position})` when the server answers a SUBSCRIBE
+   *   that asked to recover a topic from position `since` (after a reconnect, or with the
+   *   `since` option): `recovered` is true when the server sends every publication missed
+   *   since then, false when some are lost (the history expired, was trimmed, or the gap is
+   *   over the server's limit) and the application should reload the topic's state;
+   *   `position` is the topic's latest position on the server when it answered;
    * - `message`: `(message)` for every message received;
    * - `data`, `event`, `notification`: `(payload, message)` for DATA, EVENT, NOTIFICATION;
    * - any other name is a message type (`PING`, `ERROR`, `MY_TYPE`…): `(payload, message)`.
@@ -834,6 +864,7 @@ export class Switchboard {
     }
     if (!isObject(msg) || typeof msg.type !== 'string') return
     this._touch()
+    if (!this._advance(msg)) return // a publication the client has already had
     this._emit('message', msg)
     const payload = msg.payload === undefined ? {} : msg.payload
     const cid = msg.correlation_id
@@ -878,15 +909,29 @@ export class Switchboard {
     }
     if (recs.size === 0) return
     const gen = this._gen
-    this._call('SUBSCRIBE', { subscriptions: [...recs.keys()] }).then(
+    const payload = { subscriptions: [...recs.keys()] }
+    const since = new Map() // topic → the position whose recovery is asked
+    if (this._recover) {
+      for (const [t, rec] of recs) if (rec.position) since.set(t, { ...rec.position })
+      if (since.size > 0) payload.recover = Object.fromEntries(since)
+    }
+    this._call('SUBSCRIBE', payload).then(
       (reply) => {
         if (gen !== this._gen) return
         const p = isObject(reply.payload) ? reply.payload : {}
         if (reply.type === 'SUBSCRIBE_SUCCESS') {
+          const recovered = isObject(p.recovered) ? p.recovered : {}
+          const positions = isObject(p.positions) ? p.positions : {}
           for (const [t, rec] of recs) {
             if (this._subs.get(t) !== rec) continue
             rec.status = 'active'
+            const ok = recovered[t] === true
+            const position = toPosition(positions[t])
+            this._subscribedAt(rec, position, ok)
             for (const sub of rec.subs) sub._confirm()
+            if (since.has(t) && t in recovered) {
+              this._emit('recovery', { topic: t, recovered: ok, since: since.get(t), position })
+            }
           }
           return
         }
@@ -915,6 +960,31 @@ export class Switchboard {
         if (err.code !== 'disconnected') this._reportError(err) // restored on the next connection
       },
     )
+  }
+
+  // _advance notes the position of a topic publication. It returns false for a duplicate:
+  // a publication at or before the topic's position in the same epoch, which the client has
+  // had already (a recovery and the live stream may overlap).
+  _advance(msg) {
+    if (typeof msg.topic !== 'string' || msg.topic === '') return true
+    const rec = this._subs.get(msg.topic)
+    const pos = toPosition(msg)
+    if (!rec || !pos) return true
+    if (rec.position && rec.position.epoch === pos.epoch && pos.seq <= rec.position.seq) return false
+    rec.position = pos
+    return true
+  }
+
+  // _subscribedAt takes the position a SUBSCRIBE_SUCCESS gave for a topic: the stream's
+  // latest. After a recovery the client keeps its own, which the recovered publications
+  // advance; otherwise the server's is where the client now is, unless the client has seen
+  // further already (publications may come before the reply).
+  _subscribedAt(rec, position, recovered) {
+    if (!position) return
+    const own = rec.position
+    if (recovered && own && own.epoch === position.epoch) return
+    if (own && own.epoch === position.epoch && own.seq >= position.seq) return
+    rec.position = position
   }
 
   _removeSubscription(sub) {
@@ -1055,6 +1125,15 @@ function eventName(event) {
 
 function isObject(v) {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+// toPosition returns v's {seq, epoch} when v holds a valid history position (a message, a
+// SUBSCRIBE_SUCCESS entry, an application's saved position), or null.
+function toPosition(v) {
+  if (!isObject(v)) return null
+  const { seq, epoch } = v
+  if (!Number.isSafeInteger(seq) || seq < 0 || typeof epoch !== 'string' || epoch === '') return null
+  return { seq, epoch }
 }
 
 function nonNegative(v, def) {

@@ -62,6 +62,8 @@ type options struct {
 	// RequireSubprotocol makes /ws refuse (HTTP 400) clients that ask for none of its
 	// WebSocket subprotocols.
 	RequireSubprotocol bool
+	// History turns on topic history (history.go); it becomes Config.History.
+	History historyOptions
 	// Config holds the manager's limits. newServer sets Authenticator, Logger, Observer and
 	// InsecureSkipOriginCheck.
 	Config switchboard.Config
@@ -78,6 +80,7 @@ func defaultOptions() options {
 		MaxBodySize:     1 << 20,
 		LogLevel:        slog.LevelInfo,
 		Metrics:         true,
+		History:         defaultHistory(),
 	}
 }
 
@@ -536,6 +539,7 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 		"smallest message compressed, in bytes; smaller ones go out as they are",
 		compressionThresholdDefault, "compress every message")
 
+	historyFlags(c, o)
 	observabilityFlags(c, o)
 	return c, devSet
 }
@@ -577,6 +581,9 @@ func parseServeOptions(args []string, getenv func(string) (string, bool)) (optio
 		if _, err := path.Match(p, ""); err != nil {
 			return o, c, usageError{fmt.Errorf("--origin %q: %v", p, err)}
 		}
+	}
+	if err := applyHistory(&o); err != nil {
+		return o, c, err
 	}
 	return o, c, nil
 }

@@ -274,6 +274,40 @@ function browserTests() {
     await closePage(page)
   })
 
+  it('shows the recovery of messages missed while disconnected (--history)', TEST, async () => {
+    const srv = await startServer({ args: ['--history', 'news', '--history-size', '4'] })
+    try {
+      const page = await openDemo(srv, 1)
+      await page.bringToFront()
+      const before = marker('before')
+      await srv.api('/api/publish', { topic: 'news', payload: { n: before } })
+      await logged(page, 'DATA', 'news', before).waitFor()
+
+      await page.click('#disconnect')
+      await page.locator('#state[data-state="disconnected"]').waitFor()
+      const missed = [marker('missed'), marker('missed'), marker('missed')]
+      for (const n of missed) await srv.api('/api/publish', { topic: 'news', payload: { n } })
+      await page.click('#connect')
+      const line = page.locator('#log li.recovery[data-topic="news"][data-recovered="true"]')
+      await line.waitFor()
+      assert.equal(await line.locator('.text').textContent(), 'Recovered 3 missed messages on news.')
+      await logged(page, 'DATA', 'news', missed[2]).waitFor()
+      // The log shows the newest first: the missed ones arrived in order, after "before".
+      const shown = await page.locator('#log li.message[data-topic="news"] code').allTextContents()
+      assert.deepEqual(shown.map((t) => JSON.parse(t).n), [...missed].reverse().concat(before))
+
+      // More missed than the history keeps: the page says it could not recover.
+      await page.click('#disconnect')
+      await page.locator('#state[data-state="disconnected"]').waitFor()
+      for (let i = 0; i < 6; i++) await srv.api('/api/publish', { topic: 'news', payload: { n: marker('lost') } })
+      await page.click('#connect')
+      await page.locator('#log li.recovery[data-topic="news"][data-recovered="false"]', { hasText: 'Could not recover news' }).waitFor()
+      await closePage(page)
+    } finally {
+      await srv.stop()
+    }
+  })
+
   it('recovers by itself when the server is killed and restarted', TEST, async () => {
     let srv = await startServer()
     try {

@@ -730,3 +730,130 @@ describe('construction', () => {
     assert.equal(WS.sockets.length, 1)
   })
 })
+
+describe('history recovery', () => {
+  // pub is a publication to topic at seq/epoch, with payload {n}.
+  const pub = (topic, seq, epoch, n = seq) => ({ type: 'EVENT', payload: { n }, id: `p${seq}`, timestamp: 1, topic, seq, epoch })
+
+  // connected returns a client subscribed to topics, with the handshake and SUBSCRIBE done
+  // (the SUBSCRIBE_SUCCESS payload given), and an inbox of what the handlers got.
+  async function connected(topics, success, options = {}) {
+    const t = setup(options)
+    const got = []
+    const recoveries = []
+    const subs = {}
+    for (const topic of topics) {
+      subs[topic] = [t.client.subscribe(topic, (payload) => got.push(`${topic}:${payload.n}`), options.subscribe)]
+    }
+    t.client.on('recovery', (info) => recoveries.push(info))
+    t.client.connect()
+    await handshake(t.sock())
+    t.sock().reply('SUBSCRIBE', 'SUBSCRIBE_SUCCESS', { subscriptions: topics, ...success })
+    await flush()
+    return { ...t, got, recoveries, subs }
+  }
+
+  // reconnect drops the socket and plays the handshake of the next one.
+  async function reconnect({ clock, sock, log }) {
+    sock().fail()
+    await clock.advance(log.closes[log.closes.length - 1].delay)
+    await handshake(sock())
+  }
+
+  it('tracks positions, recovers after a reconnect, and drops what it has had', async () => {
+    const t = await connected(['news', 'plain'], { positions: { news: { seq: 40, epoch: 'e1' } } })
+    assert.deepEqual(t.client.position('news'), { seq: 40, epoch: 'e1' })
+    assert.equal(t.client.position('plain'), null) // no history on the server
+    t.sock().receive(pub('news', 41, 'e1'))
+    t.sock().receive({ type: 'EVENT', payload: { n: 1 }, topic: 'plain' })
+    assert.deepEqual(t.client.position('news'), { seq: 41, epoch: 'e1' })
+
+    await reconnect(t)
+    const sub = t.sock().last('SUBSCRIBE').payload
+    assert.deepEqual(sub, { subscriptions: ['news', 'plain'], recover: { news: { seq: 41, epoch: 'e1' } } })
+    // The server answers, then sends the missed publications (and a live one that overlaps).
+    t.sock().reply('SUBSCRIBE', 'SUBSCRIBE_SUCCESS', {
+      subscriptions: ['news', 'plain'],
+      recovered: { news: true },
+      positions: { news: { seq: 43, epoch: 'e1' } },
+    })
+    await flush()
+    assert.deepEqual(t.client.position('news'), { seq: 41, epoch: 'e1' }, 'kept until the recovered publications arrive')
+    for (const seq of [42, 43, 43, 42, 44]) t.sock().receive(pub('news', seq, 'e1'))
+    assert.deepEqual(t.got, ['news:41', 'plain:1', 'news:42', 'news:43', 'news:44'])
+    assert.deepEqual(t.recoveries, [
+      { topic: 'news', recovered: true, since: { seq: 41, epoch: 'e1' }, position: { seq: 43, epoch: 'e1' } },
+    ])
+    assert.deepEqual(t.client.position('news'), { seq: 44, epoch: 'e1' })
+    assert.deepEqual(t.log.errors, [])
+    t.client.close()
+  })
+
+  it('works when the recovered publications come before the reply', async () => {
+    const t = await connected(['news'], { positions: { news: { seq: 5, epoch: 'e' } } })
+    await reconnect(t)
+    t.sock().receive(pub('news', 6, 'e'))
+    t.sock().receive(pub('news', 7, 'e'))
+    t.sock().reply('SUBSCRIBE', 'SUBSCRIBE_SUCCESS', { subscriptions: ['news'], recovered: { news: true }, positions: { news: { seq: 7, epoch: 'e' } } })
+    await flush()
+    t.sock().receive(pub('news', 7, 'e'))
+    t.sock().receive(pub('news', 8, 'e'))
+    assert.deepEqual(t.got, ['news:6', 'news:7', 'news:8'])
+    assert.equal(t.recoveries[0].recovered, true)
+    t.client.close()
+  })
+
+  it('reports a failed recovery and continues from the new epoch', async () => {
+    const t = await connected(['news'], { positions: { news: { seq: 3, epoch: 'old' } } })
+    await reconnect(t)
+    t.sock().reply('SUBSCRIBE', 'SUBSCRIBE_SUCCESS', { subscriptions: ['news'], recovered: { news: false }, positions: { news: { seq: 2, epoch: 'new' } } })
+    await flush()
+    assert.deepEqual(t.recoveries, [{ topic: 'news', recovered: false, since: { seq: 3, epoch: 'old' }, position: { seq: 2, epoch: 'new' } }])
+    assert.deepEqual(t.client.position('news'), { seq: 2, epoch: 'new' })
+    t.sock().receive(pub('news', 2, 'new')) // before the position: had (the app reloads the state)
+    t.sock().receive(pub('news', 3, 'new'))
+    assert.deepEqual(t.got, ['news:3'])
+    await reconnect(t)
+    assert.deepEqual(t.sock().last('SUBSCRIBE').payload.recover, { news: { seq: 3, epoch: 'new' } })
+    t.client.close()
+  })
+
+  it('asks for recovery on the first SUBSCRIBE with the since option', async () => {
+    const t = await connected(['feed'], { recovered: { feed: true }, positions: { feed: { seq: 12, epoch: 'x' } } }, {
+      subscribe: { since: { seq: 10, epoch: 'x' } },
+    })
+    assert.deepEqual(t.sock().last('SUBSCRIBE').payload.recover, { feed: { seq: 10, epoch: 'x' } })
+    assert.deepEqual(t.recoveries.map((r) => [r.topic, r.recovered]), [['feed', true]])
+    t.client.close()
+  })
+
+  it('with recover: false, never asks for recovery', async () => {
+    const t = await connected(['news'], { positions: { news: { seq: 5, epoch: 'e' } } }, { recover: false })
+    t.sock().receive(pub('news', 6, 'e'))
+    await reconnect(t)
+    assert.equal(t.sock().last('SUBSCRIBE').payload.recover, undefined)
+    t.client.close()
+  })
+
+  it('ignores malformed positions, and forgets a topic’s position when unsubscribed', async () => {
+    const t = await connected(['a', 'b', 'c', 'd'], {
+      positions: { a: { seq: '5', epoch: 'e' }, b: { seq: -1, epoch: 'e' }, c: { seq: 5 }, d: [1, 'e'] },
+    })
+    for (const topic of ['a', 'b', 'c', 'd']) assert.equal(t.client.position(topic), null, topic)
+    t.sock().receive({ ...pub('a', 1, 'e'), seq: 2 ** 60 }) // beyond exact JS integers: no position
+    t.sock().receive(pub('b', 1, ''))
+    assert.equal(t.client.position('a'), null)
+    assert.equal(t.client.position('b'), null)
+    assert.deepEqual(t.got, ['a:1', 'b:1'])
+    const c = t.client.subscribe('c', () => {}) // a second handler of c
+    t.sock().receive(pub('c', 1, 'e'))
+    assert.deepEqual(t.client.position('c'), { seq: 1, epoch: 'e' })
+    c.unsubscribe()
+    assert.deepEqual(t.client.position('c'), { seq: 1, epoch: 'e' }, 'kept while the topic has handlers')
+    for (const s of t.subs.c) s.unsubscribe()
+    assert.equal(t.client.position('c'), null)
+    t.client.subscribe('c', () => {})
+    assert.equal(t.client.position('c'), null)
+    t.client.close()
+  })
+})

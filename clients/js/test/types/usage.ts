@@ -13,6 +13,8 @@ import Switchboard, {
   type NotificationPayload,
   type SwitchboardOptions,
   type WebSocketLike,
+  type StreamPosition,
+  type RecoveryInfo,
 } from '@switchboardrt/client'
 
 // A stand-in for the `ws` package's class (the test has no @types/ws).
@@ -50,6 +52,13 @@ const sub: Subscription = client.subscribe<{ data: { n: number } }>('news', (pay
 })
 sub.ready.then(() => sub.unsubscribe()).catch((err: SwitchboardError) => err.code)
 const closed: boolean = sub.closed
+client.subscribe('chat:1', () => {}, { since: { seq: 41, epoch: 'e1' } })
+const where: StreamPosition | null = client.position('chat:1')
+client.on('recovery', ({ topic, recovered, since, position }: RecoveryInfo) => {
+  const missed: number = recovered && position ? position.seq - since.seq : -1
+  void [topic, missed]
+})
+new Switchboard('/ws', { recover: false })
 
 const off = client.on('state', (state, previous) => {
   const both: State[] = [state, previous]
@@ -94,7 +103,11 @@ client.subscribe('news')
 client.on('state', (state: number) => state)
 // @ts-expect-error unknown option types are refused
 new Switchboard('ws://x/ws', { minDelay: '1s' })
+// @ts-expect-error a position's seq is a number
+client.subscribe('news', () => {}, { since: { seq: '41', epoch: 'e' } })
+// @ts-expect-error recovery info says recovered, a boolean
+client.on('recovery', (info: { recovered: string }) => info)
 // @ts-expect-error getToken returns a string, not a number
 new Switchboard('ws://x/ws', { getToken: () => 42 })
 
-void [ok, code, id, protocol, batchProtocol, user, topics, closed, requests, d]
+void [where, ok, code, id, protocol, batchProtocol, user, topics, closed, requests, d]
