@@ -391,4 +391,3 @@ func TestDisconnectionWarnings(t *testing.T) {
 		return strings.Contains(lostLog.String(), `level=WARN msg="switchboard/nats: disconnected from NATS"`)
 	})
 }
-
