@@ -96,6 +96,26 @@ func TestSendToClientCrossNode(t *testing.T) {
 	bystander.expectNothing(200 * time.Millisecond)
 }
 
+// SendToClient with an ID no node has: the publishing node cannot know that, so the call
+// succeeds, and the publication reaches nobody. Clients on the publishing node and on
+// another get, first, a publication sent to them after it on the same subject.
+func TestSendToUnknownClientCrossNode(t *testing.T) {
+	url := testenv.NATSURL(t)
+	prefix := uniquePrefix(t)
+	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
+	onA, onB := a.dial(t), b.dial(t)
+	ctx := context.Background()
+	if err := a.m.SendToClient(ctx, "no-such-client", event(t, "lost")); err != nil {
+		t.Fatalf("SendToClient(unknown) = %v, want nil: with a cluster broker the client may be on another node", err)
+	}
+	for _, c := range []*client{onA, onB} {
+		if err := a.m.SendToClient(ctx, c.id, event(t, "direct")); err != nil {
+			t.Fatal(err)
+		}
+		c.expectEvent("direct")
+	}
+}
+
 // A node is subscribed to a topic's subject exactly while it has local subscribers.
 func TestTopicSubscriptionFollowsLocalSubscribers(t *testing.T) {
 	url := testenv.NATSURL(t)
