@@ -86,14 +86,20 @@ type node struct {
 	url string
 }
 
-func startNode(t testing.TB, url, prefix string) *node {
+// startNode runs a Manager on a Redis broker behind its own HTTP server; configure, if
+// given, adjusts its Config first.
+func startNode(t testing.TB, url, prefix string, configure ...func(*switchboard.Config)) *node {
 	t.Helper()
 	jwt, err := auth.NewJWT(auth.JWTConfig{HMACSecret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := newBroker(t, url, prefix)
-	m := switchboard.New(switchboard.Config{Broker: b, ConnRatePerIP: -1, Authenticator: jwt})
+	cfg := switchboard.Config{Broker: b, ConnRatePerIP: -1, Authenticator: jwt}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	m := switchboard.New(cfg)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", m)
 	srv := httptest.NewServer(mux)
