@@ -13,7 +13,9 @@ var (
 	ErrShutdown = errors.New("switchboard: manager shut down")
 	// ErrIllegalTransition reports a state change the transition table does not allow.
 	ErrIllegalTransition = errors.New("switchboard: illegal state transition")
-	// ErrClientNotFound is returned by SendToClient when no connection has the given ID.
+	// ErrClientNotFound is returned by SendToClient when no connection has the given ID and
+	// the Manager uses the MemoryBroker. With a cluster broker the client may be on another
+	// node, so SendToClient cannot tell and returns nil (see docs/scaling.md).
 	ErrClientNotFound = errors.New("switchboard: client not found")
 	// ErrInvalidTopic reports a topic name that is empty, too long or has characters outside
 	// the allowed set (see Config.MaxTopicLength and ValidTopic).

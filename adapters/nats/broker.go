@@ -209,7 +209,11 @@ func New(opts Options) (*Broker, error) {
 
 	userDisc, userRecon, userClosed, userErr := no.DisconnectedErrCB, no.ReconnectedCB, no.ClosedCB, no.AsyncErrorCB
 	no.DisconnectedErrCB = func(nc *nats.Conn, err error) {
-		b.log.Warn("switchboard/nats: disconnected from NATS", "err", err)
+		if b.closing() { // Close drains and disconnects: expected, not worth a warning
+			b.log.Debug("switchboard/nats: disconnected from NATS on Close")
+		} else {
+			b.log.Warn("switchboard/nats: disconnected from NATS", "err", err)
+		}
 		if userDisc != nil {
 			userDisc(nc, err)
 		}
@@ -440,6 +444,13 @@ func (b *Broker) Health(ctx context.Context) error {
 		return fmt.Errorf("switchboard/nats: health: %w", err)
 	}
 	return nil
+}
+
+// closing reports whether Close has been called.
+func (b *Broker) closing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.done
 }
 
 // Close implements switchboard.Broker. It drains the connection — messages already

@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"runtime"
 	"sort"
 	"strconv"
@@ -93,6 +94,26 @@ func TestSendToClientCrossNode(t *testing.T) {
 	}
 	target.expectEvent("direct")
 	bystander.expectNothing(200 * time.Millisecond)
+}
+
+// SendToClient with an ID no node has: the publishing node cannot know that, so the call
+// succeeds, and the publication reaches nobody. Clients on the publishing node and on
+// another get, first, a publication sent to them after it on the same subject.
+func TestSendToUnknownClientCrossNode(t *testing.T) {
+	url := testenv.NATSURL(t)
+	prefix := uniquePrefix(t)
+	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
+	onA, onB := a.dial(t), b.dial(t)
+	ctx := context.Background()
+	if err := a.m.SendToClient(ctx, "no-such-client", event(t, "lost")); err != nil {
+		t.Fatalf("SendToClient(unknown) = %v, want nil: with a cluster broker the client may be on another node", err)
+	}
+	for _, c := range []*client{onA, onB} {
+		if err := a.m.SendToClient(ctx, c.id, event(t, "direct")); err != nil {
+			t.Fatal(err)
+		}
+		c.expectEvent("direct")
+	}
 }
 
 // A node is subscribed to a topic's subject exactly while it has local subscribers.
@@ -356,4 +377,37 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
+}
+
+// A lost connection to NATS is logged as a warning; the disconnection Close itself causes
+// is not (a node's every graceful shutdown would otherwise warn).
+func TestDisconnectionWarnings(t *testing.T) {
+	var closedLog lockedBuffer
+	b, err := sbnats.New(sbnats.Options{URL: testenv.NATSURL(t), Prefix: uniquePrefix(t),
+		Logger: slog.New(slog.NewTextHandler(&closedLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(func(*switchboard.Publication) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil { // returns after the client's callbacks have run
+		t.Fatal(err)
+	}
+	if s := closedLog.String(); strings.Contains(s, "level=WARN") || !strings.Contains(s, "disconnected from NATS on Close") {
+		t.Fatalf("Close logged:\n%s\nwant a debug line and no warning", s)
+	}
+
+	srv := startPrivateServer(t)
+	var lostLog lockedBuffer
+	b, err = sbnats.New(sbnats.Options{URL: srv.url(), Prefix: uniquePrefix(t),
+		Logger: slog.New(slog.NewTextHandler(&lostLog, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	srv.stop()
+	waitFor(t, 10*time.Second, "a warning about the lost connection", func() bool {
+		return strings.Contains(lostLog.String(), `level=WARN msg="switchboard/nats: disconnected from NATS"`)
+	})
 }

@@ -251,3 +251,32 @@ func TestManagersMaxConnsPerUserAcrossNodes(t *testing.T) {
 		t.Fatalf("a third connection again: %s", f.raw)
 	}
 }
+
+// JOIN and LEAVE (Config.PresenceEvents) are publications to their topic, so they reach the
+// topic's subscribers on every node: a client on A hears a client on B join, and leave
+// when its connection closes.
+func TestPresenceEventsAcrossNodes(t *testing.T) {
+	url, prefix := testenv.NATSURL(t), uniquePrefix(t)
+	events := func(c *switchboard.Config) {
+		c.PresenceEvents = func(topic string) bool { return strings.HasPrefix(topic, "room.") }
+	}
+	a, b := startNodeWith(t, url, prefix, events), startNodeWith(t, url, prefix, events)
+	onA, onB := a.dial(t), b.dial(t)
+	onB.authenticate("bob")
+	onA.subscribe("room.1")
+	if f := onA.expect(switchboard.TypeJoin); !strings.Contains(string(f.Payload), `"client_id":"`+onA.id+`"`) {
+		t.Fatalf("A's own JOIN: got %s", f.raw)
+	}
+	onB.subscribe("room.1")
+	for _, c := range []*client{onB, onA} {
+		f := c.expect(switchboard.TypeJoin)
+		if f.Topic != "room.1" || !strings.Contains(string(f.Payload), `"client_id":"`+onB.id+`"`) ||
+			!strings.Contains(string(f.Payload), `"user_id":"bob"`) {
+			t.Fatalf("JOIN of bob on B: got %s", f.raw)
+		}
+	}
+	_ = onB.ws.Close(websocket.StatusNormalClosure, "")
+	if f := onA.expect(switchboard.TypeLeave); !strings.Contains(string(f.Payload), `"client_id":"`+onB.id+`"`) {
+		t.Fatalf("LEAVE of bob on B: got %s", f.raw)
+	}
+}

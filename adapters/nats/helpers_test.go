@@ -67,12 +67,22 @@ func newBroker(t testing.TB, url, prefix string, extra ...nats.Option) *sbnats.B
 // startNode runs a Manager on a NATS broker behind its own HTTP server.
 func startNode(t testing.TB, url, prefix string, extra ...nats.Option) *node {
 	t.Helper()
+	return startNodeWith(t, url, prefix, nil, extra...)
+}
+
+// startNodeWith is startNode with configure, when not nil, adjusting the Manager's Config.
+func startNodeWith(t testing.TB, url, prefix string, configure func(*switchboard.Config), extra ...nats.Option) *node {
+	t.Helper()
 	b := newBroker(t, url, prefix, extra...)
 	jwt, err := auth.NewJWT(auth.JWTConfig{HMACSecret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := switchboard.New(switchboard.Config{Broker: b, ConnRatePerIP: -1, Authenticator: jwt, Logger: quietLogger()})
+	cfg := switchboard.Config{Broker: b, ConnRatePerIP: -1, Authenticator: jwt, Logger: quietLogger()}
+	if configure != nil {
+		configure(&cfg)
+	}
+	m := switchboard.New(cfg)
 	srv := httptest.NewServer(m)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -157,6 +157,35 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	}
 }
 
+// JOIN and LEAVE (Config.PresenceEvents) are publications to their topic, so they reach the
+// topic's subscribers on every node: a client on A hears a client on B join, and leave
+// when its connection closes.
+func TestPresenceEventsAcrossNodes(t *testing.T) {
+	url := testenv.RedisURL(t)
+	leakCheck(t)
+	prefix := uniquePrefix(t)
+	events := func(c *switchboard.Config) {
+		c.PresenceEvents = func(topic string) bool { return strings.HasPrefix(topic, "room:") }
+	}
+	a, b := startNode(t, url, prefix, events), startNode(t, url, prefix, events)
+	onA, onB := a.dial("alice"), b.dial("bob")
+	onA.subscribe("room:1")
+	if f := onA.read(); f.Type != switchboard.TypeJoin || f.field("client_id") != onA.id {
+		t.Fatalf("A's own JOIN: got %s", f.raw)
+	}
+	onB.subscribe("room:1")
+	for _, c := range []*client{onB, onA} {
+		f := c.read()
+		if f.Type != switchboard.TypeJoin || f.Topic != "room:1" || f.field("client_id") != onB.id || f.field("user_id") != "bob" {
+			t.Fatalf("JOIN of bob on B: got %s", f.raw)
+		}
+	}
+	_ = onB.ws.Close(websocket.StatusNormalClosure, "")
+	if f := onA.read(); f.Type != switchboard.TypeLeave || f.field("client_id") != onB.id || f.field("user_id") != "bob" {
+		t.Fatalf("LEAVE of bob on B: got %s", f.raw)
+	}
+}
+
 // Presence writes of one client are applied in the order they were made: after a burst of
 // subscribes and unsubscribes, other nodes see the final state.
 func TestPresenceOrder(t *testing.T) {

@@ -86,9 +86,15 @@ type node struct {
 	url string
 }
 
-func startNode(t testing.TB, url, prefix string) *node {
+// startNode runs a Manager on a Redis broker behind its own HTTP server; configure, if
+// given, adjusts its Config first.
+func startNode(t testing.TB, url, prefix string, configure ...func(*switchboard.Config)) *node {
 	t.Helper()
-	return startNodeWith(t, url, prefix, switchboard.Config{})
+	var cfg switchboard.Config
+	for _, f := range configure {
+		f(&cfg)
+	}
+	return startNodeWith(t, url, prefix, cfg)
 }
 
 // startNodeWith starts a node whose Config is cfg with the test's broker, authenticator and

@@ -86,6 +86,24 @@ func TestSendToClientAcrossNodes(t *testing.T) {
 	neighbour.quiet(300 * time.Millisecond)
 }
 
+// SendToClient with an ID no node has: the publishing node cannot know that, so the call
+// succeeds, and the publication reaches nobody. Clients on the publishing node and on
+// another get, first, a publication sent to them after it on the same channel.
+func TestSendToUnknownClientAcrossNodes(t *testing.T) {
+	a, b, _ := threeNodes(t)
+	onA, onB := a.dial(""), b.dial("")
+	ctx := context.Background()
+	if err := a.m.SendToClient(ctx, "no-such-client", msg(t, typ, 1)); err != nil {
+		t.Fatalf("SendToClient(unknown) = %v, want nil: with a cluster broker the client may be on another node", err)
+	}
+	for _, c := range []*client{onA, onB} {
+		if err := a.m.SendToClient(ctx, c.id, msg(t, typ, 2)); err != nil {
+			t.Fatal(err)
+		}
+		c.expect(typ, 2)
+	}
+}
+
 // numsub returns the number of subscribers of a Redis channel.
 func numsub(t *testing.T, n *node, ch string) int64 {
 	t.Helper()

@@ -24,31 +24,54 @@ import (
 	"github.com/switchboardrt/switchboard/internal/testenv"
 )
 
-// processCluster runs server processes (the switchboard binary) that share one Redis
-// under a prefix of their own.
-type processCluster struct {
-	t      *testing.T
-	bin    string
-	redis  string
-	prefix string
+// clusterBrokers are the brokers the process tests run against, each a subtest.
+var clusterBrokers = []struct {
+	name string
+	url  func(testing.TB) string
+	// diesAtOnce: a killed node's clients leave presence and the user counts as soon as
+	// its process is gone (NATS asks the live nodes), rather than when its heartbeat
+	// expires (Redis stores entries that outlive the node until then).
+	diesAtOnce bool
+}{
+	{"redis", testenv.RedisURL, false},
+	{"nats", testenv.NATSURL, true},
 }
 
-func newProcessCluster(t *testing.T) *processCluster {
+// buildServer builds the switchboard binary once for a test and its subtests.
+func buildServer(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the server binary")
 	}
-	url := testenv.RedisURL(t)
 	bin := filepath.Join(t.TempDir(), "switchboard")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return &processCluster{t: t, bin: bin, redis: url, prefix: fmt.Sprintf("sbtest-%d", time.Now().UnixNano())}
+	return bin
 }
 
-// start runs one node with the given extra flags and waits until it is healthy. It
-// returns the node's base URL and its process.
-func (pc *processCluster) start(args ...string) (string, *exec.Cmd) {
+// processCluster runs server processes (the switchboard binary) that share one broker
+// under a prefix of their own.
+type processCluster struct {
+	t      *testing.T
+	bin    string
+	broker string
+	prefix string
+}
+
+func newProcessCluster(t *testing.T, bin, brokerURL string) *processCluster {
+	return &processCluster{t: t, bin: bin, broker: brokerURL, prefix: fmt.Sprintf("sbtest-%d", time.Now().UnixNano())}
+}
+
+// procNode is one running server process.
+type procNode struct {
+	url    string // http://host:port
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited and been reaped
+}
+
+// start runs one node with the given extra flags and waits until it is healthy.
+func (pc *processCluster) start(args ...string) *procNode {
 	t := pc.t
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,37 +81,36 @@ func (pc *processCluster) start(args ...string) (string, *exec.Cmd) {
 	addr := ln.Addr().String()
 	ln.Close()
 	args = append([]string{"--addr", addr, "--dev=false", "--jwt-secret", testSecret,
-		"--api-key", testAPIKey, "--broker", pc.redis, "--broker-prefix", pc.prefix, "--log-level", "warn"}, args...)
-	cmd := exec.Command(pc.bin, args...)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
+		"--api-key", testAPIKey, "--broker", pc.broker, "--broker-prefix", pc.prefix, "--log-level", "warn"}, args...)
+	n := &procNode{url: "http://" + addr, cmd: exec.Command(pc.bin, args...), exited: make(chan struct{})}
+	stderr, _ := n.cmd.StderrPipe()
+	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
 	go func() { // keep the pipe drained; show the server's complaints in the test log
 		s := bufio.NewScanner(stderr)
 		for s.Scan() {
 			t.Log(addr, s.Text())
 		}
-		_ = cmd.Wait()
-		close(exited)
+		_ = n.cmd.Wait()
+		close(n.exited)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt) // fails harmlessly on a killed process
+		_ = n.cmd.Process.Signal(os.Interrupt) // fails harmlessly on a killed process
 		select {
-		case <-exited:
+		case <-n.exited:
 		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+			_ = n.cmd.Process.Kill()
+			<-n.exited
 		}
 	})
 	deadline := time.Now().Add(waitLimit)
 	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
+		resp, err := http.Get(n.url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return "http://" + addr, cmd
+				return n
 			}
 		}
 		if time.Now().After(deadline) {
@@ -98,40 +120,45 @@ func (pc *processCluster) start(args ...string) (string, *exec.Cmd) {
 	}
 }
 
-// Two separate server processes (the switchboard binary) on different ports, one Redis:
-// a client connected to node A receives what is published through node B's HTTP API, and a
-// notification for a user reaches that user's connections on both nodes.
+// Two separate server processes (the switchboard binary) on different ports, one broker
+// (Redis, then NATS): a client connected to node A receives what is published through
+// node B's HTTP API, and a notification for a user reaches that user's connections on
+// both nodes.
 func TestClusterOfProcesses(t *testing.T) {
-	pc := newProcessCluster(t)
-	nodeA, _ := pc.start()
-	nodeB, _ := pc.start()
-	tsA, tsB := &httptest.Server{URL: nodeA}, &httptest.Server{URL: nodeB} // for dial
+	bin := buildServer(t)
+	for _, bk := range clusterBrokers {
+		t.Run(bk.name, func(t *testing.T) {
+			pc := newProcessCluster(t, bin, bk.url(t))
+			nodeA, nodeB := pc.start().url, pc.start().url
+			tsA, tsB := &httptest.Server{URL: nodeA}, &httptest.Server{URL: nodeB} // for dial
 
-	onA := dial(t, tsA)
-	onA.authenticate("42")
-	onA.subscribe("news")
-	alsoOnB := dial(t, tsB)
-	alsoOnB.authenticate("42")
-	alsoOnB.roundTrip()
+			onA := dial(t, tsA)
+			onA.authenticate("42")
+			onA.subscribe("news")
+			alsoOnB := dial(t, tsB)
+			alsoOnB.authenticate("42")
+			alsoOnB.roundTrip()
 
-	if status, body := apiCall(t, "POST", nodeB+"/api/publish",
-		`{"topic":"news","type":"DATA","payload":{"resource":"article","data":{"id":1}}}`); status != http.StatusOK {
-		t.Fatalf("publish on B: %d %s", status, body)
-	}
-	if m := onA.next(switchboard.TypeData); m.Topic != "news" {
-		t.Fatalf("client on A got %+v", m)
-	}
+			if status, body := apiCall(t, "POST", nodeB+"/api/publish",
+				`{"topic":"news","type":"DATA","payload":{"resource":"article","data":{"id":1}}}`); status != http.StatusOK {
+				t.Fatalf("publish on B: %d %s", status, body)
+			}
+			if m := onA.next(switchboard.TypeData); m.Topic != "news" {
+				t.Fatalf("client on A got %+v", m)
+			}
 
-	if status, body := apiCall(t, "POST", nodeA+"/api/users/42/notify", `{"title":"Hi","message":"both tabs"}`); status != http.StatusOK {
-		t.Fatalf("notify on A: %d %s", status, body)
-	}
-	for _, c := range []*wsClient{onA, alsoOnB} {
-		if m := c.next(switchboard.TypeNotification); m.payload(t)["title"] != "Hi" {
-			t.Fatalf("notification: %s", m.Payload)
-		}
-	}
-	if status, body := apiCall(t, "GET", nodeA+"/healthz", ""); status != http.StatusOK || !strings.Contains(body, `"broker":"ok"`) {
-		t.Fatalf("healthz on A: %d %s", status, body)
+			if status, body := apiCall(t, "POST", nodeA+"/api/users/42/notify", `{"title":"Hi","message":"both tabs"}`); status != http.StatusOK {
+				t.Fatalf("notify on A: %d %s", status, body)
+			}
+			for _, c := range []*wsClient{onA, alsoOnB} {
+				if m := c.next(switchboard.TypeNotification); m.payload(t)["title"] != "Hi" {
+					t.Fatalf("notification: %s", m.Payload)
+				}
+			}
+			if status, body := apiCall(t, "GET", nodeA+"/healthz", ""); status != http.StatusOK || !strings.Contains(body, `"broker":"ok"`) {
+				t.Fatalf("healthz on A: %d %s", status, body)
+			}
+		})
 	}
 }
 
@@ -163,44 +190,67 @@ func viewNodeIDs(v clusterView) string {
 	return strings.Join(ids, ",")
 }
 
-// Three server processes; one is killed with SIGKILL (no shutdown, no leaving the
-// cluster). The others list it in /api/nodes and its client in /api/presence until its
-// heartbeat expires, then no more: within the node TTL, with no help from the dead node.
-// Its user's connection stops counting against --max-conns-per-user too.
+// Three server processes on one broker (Redis, then NATS); one is killed with SIGKILL (no
+// shutdown, no leaving the cluster). The others stop listing it in /api/nodes once its
+// heartbeat expires, with no help from the dead node; its client leaves /api/presence and
+// its user's connection stops counting against --max-conns-per-user at the same time with
+// Redis, and as soon as the process is gone with NATS, where nobody answers for it any more.
+// The nodes run with --node-heartbeat and --node-ttl shorter than the defaults.
 func TestClusterNodeKilled(t *testing.T) {
-	pc := newProcessCluster(t)
-	nodeA, _ := pc.start("--node-id", "node-a", "--max-conns-per-user", "1")
-	pc.start("--node-id", "node-b", "--max-conns-per-user", "1")
-	nodeC, procC := pc.start("--node-id", "node-c", "--max-conns-per-user", "1")
+	bin := buildServer(t)
+	for _, bk := range clusterBrokers {
+		t.Run(bk.name, func(t *testing.T) {
+			pc := newProcessCluster(t, bin, bk.url(t))
+			flags := []string{"--max-conns-per-user", "1", "--node-heartbeat", "1s", "--node-ttl", "4s"}
+			nodeA := pc.start(append([]string{"--node-id", "node-a"}, flags...)...).url
+			pc.start(append([]string{"--node-id", "node-b"}, flags...)...)
+			procC := pc.start(append([]string{"--node-id", "node-c"}, flags...)...)
 
-	onC := dial(t, &httptest.Server{URL: nodeC})
-	onC.authenticate("kim")
-	onC.subscribe("room")
-	onC.roundTrip()
+			onC := dial(t, &httptest.Server{URL: procC.url})
+			onC.authenticate("kim")
+			onC.subscribe("room")
+			onC.roundTrip()
 
-	waitUntil(t, "A to see the three nodes and C's subscriber", func() bool {
-		v := getView(t, nodeA+"/api/presence?topic=room")
-		return viewNodeIDs(getView(t, nodeA+"/api/nodes")) == "node-a,node-b,node-c" &&
-			len(v.Clients) == 1 && v.Clients[0].Node == "node-c" && v.Clients[0].UserID == "kim"
-	})
-	if v := getView(t, nodeA+"/api/nodes"); v.Nodes[0].ID != "node-a" {
-		t.Fatalf("/api/nodes on A should list A first: %+v", v.Nodes)
-	}
-	if status := dialAs(t, nodeA, "kim"); status != http.StatusTooManyRequests {
-		t.Fatalf("a second connection of kim (cap 1, one on C) got %d, want 429", status)
-	}
+			waitUntil(t, "A to see the three nodes and C's subscriber", func() bool {
+				v := getView(t, nodeA+"/api/presence?topic=room")
+				return viewNodeIDs(getView(t, nodeA+"/api/nodes")) == "node-a,node-b,node-c" &&
+					len(v.Clients) == 1 && v.Clients[0].Node == "node-c" && v.Clients[0].UserID == "kim"
+			})
+			if v := getView(t, nodeA+"/api/nodes"); v.Nodes[0].ID != "node-a" {
+				t.Fatalf("/api/nodes on A should list A first: %+v", v.Nodes)
+			}
+			if status := dialAs(t, nodeA, "kim"); status != http.StatusTooManyRequests {
+				t.Fatalf("a second connection of kim (cap 1, one on C) got %d, want 429", status)
+			}
 
-	if err := procC.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	killed := time.Now()
-	waitUntil(t, "C to vanish from A's /api/nodes and /api/presence", func() bool {
-		return viewNodeIDs(getView(t, nodeA+"/api/nodes")) == "node-a,node-b" &&
-			len(getView(t, nodeA+"/api/presence?topic=room").Clients) == 0
-	})
-	t.Logf("the killed node vanished %v after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
-	if status := dialAs(t, nodeA, "kim"); status != http.StatusSwitchingProtocols {
-		t.Fatalf("kim's connection on the dead node still counts: a new one on A got %d", status)
+			if err := procC.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			killed := time.Now()
+			<-procC.exited
+			if bk.diesAtOnce {
+				// No waiting: the first question after the process is gone already
+				// lacks its answer.
+				if v := getView(t, nodeA+"/api/presence?topic=room"); len(v.Clients) != 0 {
+					t.Fatalf("presence on A right after C died: %+v, want nobody", v.Clients)
+				}
+				if status := dialAs(t, nodeA, "kim"); status != http.StatusSwitchingProtocols {
+					t.Fatalf("kim's connection on the dead node still counts: a new one on A got %d", status)
+				}
+				t.Logf("right after the kill, A's /api/nodes lists %s (C stays until its TTL)",
+					viewNodeIDs(getView(t, nodeA+"/api/nodes")))
+			}
+			waitUntil(t, "C to vanish from A's /api/nodes and /api/presence", func() bool {
+				return viewNodeIDs(getView(t, nodeA+"/api/nodes")) == "node-a,node-b" &&
+					len(getView(t, nodeA+"/api/presence?topic=room").Clients) == 0
+			})
+			t.Logf("the killed node vanished from /api/nodes %v after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+			if !bk.diesAtOnce {
+				if status := dialAs(t, nodeA, "kim"); status != http.StatusSwitchingProtocols {
+					t.Fatalf("kim's connection on the dead node still counts: a new one on A got %d", status)
+				}
+			}
+		})
 	}
 }
 
@@ -224,7 +274,7 @@ func dialAs(t *testing.T, base, user string) int {
 	return resp.StatusCode
 }
 
-// waitUntil polls cond for up to 30 s (three times the default node TTL, with room for a
+// waitUntil polls cond for up to 30 s (five times the default node TTL, with room for a
 // loaded machine).
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()

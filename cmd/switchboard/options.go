@@ -28,6 +28,9 @@ type options struct {
 	Addr string
 	// Broker is the --broker URL ("" or "memory": one node); BrokerPrefix its names' prefix.
 	Broker, BrokerPrefix string
+	// NodeHeartbeat and NodeTTL are the cluster broker's heartbeat interval and node TTL;
+	// 0 leaves the broker's default (broker.go).
+	NodeHeartbeat, NodeTTL time.Duration
 	// TLSCert and TLSKey name the PEM files of the certificate and its key; both set, the
 	// server serves HTTPS and wss:// (tls.go). Both or neither.
 	TLSCert, TLSKey string
@@ -566,6 +569,9 @@ func parseServeOptions(args []string, getenv func(string) (string, bool)) (optio
 	}
 
 	if err := checkTLSOptions(o); err != nil {
+		return o, c, err
+	}
+	if err := checkBrokerOptions(o); err != nil {
 		return o, c, err
 	}
 	if o.ShutdownTimeout <= 0 {

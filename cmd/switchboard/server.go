@@ -108,7 +108,7 @@ func newServer(opts options) (*server, error) {
 	if err := s.initObservability(&cfg); err != nil {
 		return nil, err
 	}
-	broker, err := newBroker(opts.Broker, opts.BrokerPrefix, log)
+	broker, err := newBroker(opts, log)
 	if err != nil {
 		return nil, err
 	}

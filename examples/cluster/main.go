@@ -4,6 +4,8 @@
 //
 //	GET  /ws                 the WebSocket endpoint (wire protocol v1)
 //	POST /publish?topic=T    body: a JSON object, published to T as a DATA message
+//	GET  /nodes              the live nodes of the cluster
+//	GET  /presence?topic=T   the subscribers of T on every node
 //
 // See README.md.
 //

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,98 @@ func TestPublishRejectsBadInput(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("POST /publish%s %s: %s, want 400", tc.query, tc.body, resp.Status)
+		}
+	}
+}
+
+// GET /nodes on any node lists the three nodes by name; GET /presence on node 3 lists a
+// client subscribed on node 1, with its node; bad topics get 400.
+func TestNodesAndPresenceAcrossNodes(t *testing.T) {
+	url := testenv.RedisURL(t)
+	prefix := fmt.Sprintf("cluster-example-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	nodes, err := startCluster([]string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, url, prefix,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = stopCluster(ctx, nodes)
+	})
+	get := func(n *node, path string, v any) int {
+		t.Helper()
+		resp, err := http.Get("http://" + n.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil && resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+		}
+		return resp.StatusCode
+	}
+
+	var nv struct {
+		Node  string `json:"node"`
+		Nodes []struct {
+			ID string `json:"id"`
+		} `json:"nodes"`
+	}
+	if status := get(nodes[1], "/nodes", &nv); status != http.StatusOK {
+		t.Fatalf("GET /nodes on node2: %d", status)
+	}
+	var ids []string
+	for _, n := range nv.Nodes {
+		ids = append(ids, n.ID)
+	}
+	if len(ids) > 0 {
+		slices.Sort(ids[1:])
+	}
+	if nv.Node != "node2" || strings.Join(ids, ",") != "node2,node1,node3" {
+		t.Fatalf("GET /nodes on node2: node %q, nodes %v; want node2 first, then node1 and node3", nv.Node, ids)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+nodes[0].Addr()+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	sub := `{"type":"SUBSCRIBE","id":"1","payload":{"subscriptions":["news"]}}`
+	if err := ws.Write(ctx, websocket.MessageText, []byte(sub)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := ws.Read(ctx); err != nil || !strings.Contains(string(b), "SUBSCRIBE_SUCCESS") {
+		t.Fatalf("SUBSCRIBE answered with %s (%v)", b, err)
+	}
+
+	// Node 1 writes its subscriber to Redis without waiting: node 3 sees it a moment later.
+	type presence struct {
+		Clients []struct {
+			Node string `json:"node"`
+		} `json:"clients"`
+	}
+	for {
+		var pv presence
+		if status := get(nodes[2], "/presence?topic=news", &pv); status != http.StatusOK {
+			t.Fatalf("GET /presence on node3: %d", status)
+		}
+		if len(pv.Clients) == 1 && pv.Clients[0].Node == "node1" {
+			break
+		}
+		if len(pv.Clients) > 1 || ctx.Err() != nil {
+			t.Fatalf("presence of news on node3: %+v, want one client on node1", pv.Clients)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	for _, q := range []string{"", "?topic=", "?topic=no+spaces"} {
+		if status := get(nodes[2], "/presence"+q, nil); status != http.StatusBadRequest {
+			t.Errorf("GET /presence%s: %d, want 400", q, status)
 		}
 	}
 }

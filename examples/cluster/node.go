@@ -28,14 +28,15 @@ type node struct {
 
 // nodeConfig is what startNode needs to start a node.
 type nodeConfig struct {
-	Name     string // used in logs, e.g. "node1"
+	Name     string // the node's ID in the cluster and in logs, e.g. "node1"
 	Addr     string // listen address; port 0 picks a free port
 	RedisURL string
 	Prefix   string // the same on every node of the cluster
 	Logger   *slog.Logger
 }
 
-// startNode listens on cfg.Addr and serves /ws and POST /publish until Shutdown.
+// startNode listens on cfg.Addr and serves /ws, POST /publish, GET /nodes and
+// GET /presence until Shutdown.
 func startNode(cfg nodeConfig) (*node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -53,6 +54,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 	n := &node{name: cfg.Name, broker: b, ln: ln, log: log, done: make(chan error, 1)}
 	n.m = switchboard.New(switchboard.Config{
 		Broker:   b,
+		NodeID:   cfg.Name,
 		Logger:   log,
 		Observer: fanoutLogger{log: log},
 		OnConnect: func(c *switchboard.Conn) {
@@ -65,6 +67,8 @@ func startNode(cfg nodeConfig) (*node, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", n.m)
 	mux.HandleFunc("POST /publish", n.publish)
+	mux.HandleFunc("GET /nodes", n.nodes)
+	mux.HandleFunc("GET /presence", n.presence)
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { n.done <- n.srv.Serve(ln) }()
 	log.Info("listening", "ws", "ws://"+n.Addr()+"/ws", "publish", "http://"+n.Addr()+"/publish?topic=T")
