@@ -32,6 +32,7 @@ type Manager struct {
 	router *Router
 	reg    registry
 	broker Broker
+	inbox  *inbox // nil when Config.Inbox is off
 	ipRate *ratelimit.Keyed
 	def    *endpoint
 
@@ -60,6 +61,7 @@ func New(cfg Config) *Manager {
 	if m.broker == nil {
 		m.broker = NewMemoryBroker()
 	}
+	m.inbox = newInbox(cfg.Inbox, m.broker)
 	if cfg.ConnRatePerIP > 0 {
 		m.ipRate = ratelimit.NewKeyed(ratelimit.Config{Rate: rate.Limit(cfg.ConnRatePerIP), Burst: cfg.ConnBurstPerIP})
 	}
@@ -327,8 +329,8 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if err := c.attach(ident); err != nil {
 				authErr = err
 				c.moveFrom(StateAuthenticating, StateConnected)
-			} else {
-				c.moveFrom(StateAuthenticating, StateAuthenticated)
+			} else if c.moveFrom(StateAuthenticating, StateAuthenticated) {
+				c.deliverInbox(m.ctx)
 			}
 		}
 	}

@@ -90,22 +90,23 @@ func (r *registry) snapshot() []*Conn {
 	return out
 }
 
-// addUser indexes c under user unless the user already has max connections (max < 0: no cap).
-func (r *registry) addUser(user string, c *Conn, max int) bool {
+// addUser indexes c under user unless the user already has max connections (max < 0: no
+// cap), and reports whether c is the user's only connection.
+func (r *registry) addUser(user string, c *Conn, max int) (added, first bool) {
 	s := &r.users[shardOf(user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.m[user]
 	for _, x := range list {
 		if x == c {
-			return true
+			return true, len(list) == 1
 		}
 	}
 	if max >= 0 && len(list) >= max {
-		return false
+		return false, false
 	}
 	s.m[user] = append(list, c)
-	return true
+	return true, len(list) == 0
 }
 
 func (r *registry) removeUser(user string, c *Conn) {
