@@ -31,7 +31,9 @@ func (m *Manager) Publish(ctx context.Context, topic string, msg *Message) error
 }
 
 // SendToClient sends msg to the connection with the given client ID. With the in-memory
-// broker it returns ErrClientNotFound when no such connection is live.
+// broker it returns ErrClientNotFound when no such connection is live. With a cluster
+// broker the client may be on any node, so the publication goes to every node and the one
+// holding the client delivers it; a client that is nowhere is not reported (nil error).
 func (m *Manager) SendToClient(ctx context.Context, clientID string, msg *Message) error {
 	if m.closed.Load() {
 		return ErrShutdown

@@ -547,7 +547,7 @@ func (c *Conn) finish(readErr error) {
 		c.m.presenceEvent(TypeLeave, t, c)
 	}
 	if id := c.identity.Load(); id != nil {
-		c.m.reg.removeUser(id.UserID, c)
+		c.m.forgetUser(id.UserID, c)
 	}
 	c.m.reg.removeConn(c)
 	c.m.onClosed(code)
@@ -640,17 +640,8 @@ func (c *Conn) attach(id *auth.Identity) error {
 		if cur.UserID != id.UserID {
 			return ErrUserMismatch
 		}
-	} else {
-		max := c.m.cfg.MaxConnsPerUser
-		c.openInboxGate() // before the connection can be seen as its user's
-		added, first := c.m.reg.addUser(id.UserID, c, max)
-		if !added {
-			c.gate.Store(nil)
-			return fmt.Errorf("%w (max %d)", ErrTooManyConnections, max)
-		}
-		if !first {
-			c.releaseInbox(nil) // the user's first connection here has taken the inbox
-		}
+	} else if err := c.admitWithInbox(id.UserID); err != nil {
+		return err
 	}
 	prev := c.identity.Swap(id)
 	if prev == nil || !prev.ExpiresAt.Equal(id.ExpiresAt) {

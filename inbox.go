@@ -161,11 +161,13 @@ func (m *Manager) userOnline(ctx context.Context, user string) (bool, error) {
 	if m.reg.userConnCount(user) > 0 {
 		return true, nil
 	}
-	if cs := m.cfg.Cluster; cs != nil {
-		n, err := cs.UserConns(ctx, user)
-		return n > 0, err
+	if m.cluster == nil {
+		return false, nil
 	}
-	return false, nil
+	ctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
+	n, err := m.cluster.UserConns(ctx, user)
+	return n > 0, err
 }
 
 // distinct returns list without repetitions, in order; list itself is not modified.

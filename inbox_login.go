@@ -24,12 +24,24 @@ type inboxGate struct {
 	open bool     // the kept messages are queued: deliver directly from now on
 }
 
-// openInboxGate installs a gate on c, before c is registered for its user, when the
-// manager keeps inboxes.
-func (c *Conn) openInboxGate() {
-	if c.m.inbox != nil {
-		c.gate.Store(&inboxGate{})
+// admitWithInbox admits c as user's (see admitUser) behind a gate, installed before c can
+// be seen as the user's, and kept only when c is the user's first connection on this node:
+// the one that will take the inbox.
+func (c *Conn) admitWithInbox(user string) error {
+	if c.m.inbox == nil {
+		_, err := c.admitUser(user)
+		return err
 	}
+	c.gate.Store(&inboxGate{})
+	first, err := c.admitUser(user)
+	if err != nil {
+		c.gate.Store(nil) // and what it held: those were for a connection that is not the user's
+		return err
+	}
+	if !first {
+		c.releaseInbox(nil)
+	}
+	return nil
 }
 
 // holdForInbox keeps the frame of ec's message back while c's inbox is being delivered,

@@ -44,6 +44,9 @@ type Manager struct {
 	wg     sync.WaitGroup // connection goroutines
 	sweep  chan struct{}  // closed when the sweeper exits
 	stats  counters
+
+	nodeID  string       // Config.NodeID, or a random UUID
+	cluster ClusterStore // nil on a single node (cluster.go)
 }
 
 // New returns a Manager configured by cfg (see Config for the defaults).
@@ -69,6 +72,7 @@ func New(cfg Config) *Manager {
 	if err := m.broker.Start(m.deliver); err != nil {
 		cfg.Logger.Error("switchboard: broker failed to start", "err", err)
 	}
+	m.startCluster()
 	go m.sweeper()
 	return m
 }
@@ -127,10 +131,12 @@ func (m *Manager) addSub(ctx context.Context, topic string, c *Conn) error {
 			return fmt.Errorf("switchboard: broker subscribe %q: %w", topic, err)
 		}
 	}
+	m.clusterSubscribed(topic, c)
 	return nil
 }
 
 func (m *Manager) removeSub(topic string, c *Conn) {
+	m.clusterUnsubscribed(topic, c)
 	if m.reg.removeSub(topic, c) {
 		if err := m.broker.UnsubscribeTopic(m.ctx, topic); err != nil {
 			m.cfg.Logger.Warn("switchboard: broker unsubscribe failed", "topic", topic, "err", err)
@@ -286,7 +292,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m.cfg.Authenticator != nil {
 		if tok := auth.TokenFromRequest(r, m.cfg.TokenCookie); tok != "" {
 			ident, authErr = m.cfg.Authenticator.Authenticate(r.Context(), tok)
-			if authErr == nil && m.cfg.MaxConnsPerUser >= 0 && m.reg.userConnCount(ident.UserID) >= m.cfg.MaxConnsPerUser {
+			if authErr == nil && m.userAtCap(r.Context(), ident.UserID) {
 				m.onRejected("too_many_connections")
 				httpError(w, http.StatusTooManyRequests, "too_many_connections", ErrTooManyConnections.Error())
 				return
@@ -418,6 +424,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.cancel()
 	<-m.sweep
+	m.leaveCluster(ctx)
 	if cerr := m.broker.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -26,20 +26,14 @@ type PresenceInfo struct {
 	Node     string `json:"node,omitempty"`    // the node the client is connected to, in a cluster
 }
 
-// Presence returns the subscribers of topic. With the in-memory broker these are this
-// node's; cluster-wide presence needs a presence store shared by the nodes (not built yet).
+// Presence returns the subscribers of topic, each with its node. With a ClusterStore
+// (Config.Cluster, or a cluster broker) these are the subscribers on every live node;
+// otherwise this node's. An error means the store could not be read.
 func (m *Manager) Presence(ctx context.Context, topic string) ([]PresenceInfo, error) {
 	if err := m.validTopic(topic); err != nil {
 		return nil, err
 	}
-	s := &m.reg.topics[shardOf(topic)]
-	s.mu.RLock()
-	out := make([]PresenceInfo, 0, len(s.m[topic]))
-	for c := range s.m[topic] {
-		out = append(out, PresenceInfo{ClientID: c.id, UserID: c.UserID()})
-	}
-	s.mu.RUnlock()
-	return out, nil
+	return m.clusterPresence(ctx, topic)
 }
 
 // presenceEvent publishes JOIN or LEAVE to topic when Config.PresenceEvents selects it.

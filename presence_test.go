@@ -42,7 +42,8 @@ func TestPresenceRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Slice(res.Clients, func(i, j int) bool { return res.Clients[i].UserID < res.Clients[j].UserID })
-	want := []PresenceInfo{{ClientID: idA, UserID: "1"}, {ClientID: idB, UserID: "2"}}
+	node := ts.m.NodeID()
+	want := []PresenceInfo{{ClientID: idA, UserID: "1", Node: node}, {ClientID: idB, UserID: "2", Node: node}}
 	if res.Topic != "room" || len(res.Clients) != 2 || res.Clients[0] != want[0] || res.Clients[1] != want[1] {
 		t.Fatalf("PRESENCE_RESULT = %+v, want topic room and %+v", res, want)
 	}
