@@ -233,18 +233,16 @@ func (m *Manager) clusterPresence(ctx context.Context, topic string) ([]Presence
 	return local, nil
 }
 
-// clusterSubscribed records c's new subscription to topic in the cluster store.
+// clusterSubscribed records c's new subscription to topic in the cluster store. The
+// registry has it already: a store that rebuilds its records from LocalNode, and then
+// applies the calls queued meanwhile, ends up with the registry's state.
 func (m *Manager) clusterSubscribed(topic string, c *Conn) {
-	m.addPresence(topic, c, c.UserID())
-}
-
-func (m *Manager) addPresence(topic string, c *Conn, user string) {
 	if m.cluster == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, clusterTimeout)
 	defer cancel()
-	if err := m.cluster.AddPresence(ctx, topic, PresenceInfo{ClientID: c.id, UserID: user, Node: m.nodeID}); err != nil {
+	if err := m.cluster.AddPresence(ctx, topic, PresenceInfo{ClientID: c.id, UserID: c.UserID(), Node: m.nodeID}); err != nil {
 		m.cfg.Logger.Warn("switchboard: presence not recorded in the cluster", "topic", topic, "client", c.id, "err", err)
 	}
 }
@@ -287,9 +285,8 @@ func (m *Manager) userAtCap(ctx context.Context, user string) bool {
 // admitUser indexes c under user, the connection's first identity, within
 // Config.MaxConnsPerUser: first on this node, then across the cluster when there is a
 // store. A store that fails (unreachable) does not lock users out: the connection is
-// admitted under the node's own cap and a warning is logged (fail open). Once admitted,
-// c's subscriptions made while it was anonymous are recorded again with the user.
-// It runs under c.subMu, and reports whether c is the user's first connection on this node.
+// admitted under the node's own cap and a warning is logged (fail open). It runs under
+// c.subMu, and reports whether c is the user's first connection on this node.
 func (c *Conn) admitUser(user string) (first bool, err error) {
 	m := c.m
 	max := m.cfg.MaxConnsPerUser
@@ -311,10 +308,15 @@ func (c *Conn) admitUser(user string) (first bool, err error) {
 		m.reg.removeUser(user, c)
 		return false, fmt.Errorf("%w (max %d across the cluster)", ErrTooManyConnections, max)
 	}
-	for _, t := range c.subs {
-		m.addPresence(t, c, user)
-	}
 	return first, nil
+}
+
+// clusterIdentified records again, now with its user, the subscriptions c made while it
+// was anonymous. It runs under c.subMu, once c's identity is set.
+func (m *Manager) clusterIdentified(c *Conn) {
+	for _, t := range c.subs {
+		m.clusterSubscribed(t, c)
+	}
 }
 
 // forgetUser removes c from user's connections, on this node and in the cluster store.

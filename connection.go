@@ -644,6 +644,9 @@ func (c *Conn) attach(id *auth.Identity) error {
 		return err
 	}
 	prev := c.identity.Swap(id)
+	if prev == nil {
+		c.m.clusterIdentified(c)
+	}
 	if prev == nil || !prev.ExpiresAt.Equal(id.ExpiresAt) {
 		// The same token again changes nothing: no second warning for it.
 		c.scheduleExpiry(id.ExpiresAt)

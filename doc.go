@@ -41,6 +41,14 @@
 // to every node (the default MemoryBroker serves a single node). Delivery is at most once:
 // a message sent while a client is disconnected is not kept for it.
 //
+// # Clusters
+//
+// Nodes of a cluster share, besides publications, a ClusterStore: the live nodes
+// (Manager.Nodes), presence (Manager.Presence, the PRESENCE message) and each user's
+// connection count, so that Config.MaxConnsPerUser holds across the cluster. The Redis and
+// NATS brokers of adapters/ are ClusterStores; with the MemoryBroker all three cover the one
+// node. Every node has an ID, Config.NodeID, reported in NodeInfo and PresenceInfo.
+//
 // # Other wire formats
 //
 // A Manager serves several endpoints (Manager.Endpoint), each with its own Codec and

@@ -136,7 +136,7 @@ func (m *Manager) addSub(ctx context.Context, topic string, c *Conn) error {
 }
 
 func (m *Manager) removeSub(topic string, c *Conn) {
-	m.clusterUnsubscribed(topic, c)
+	defer m.clusterUnsubscribed(topic, c) // after the registry, which a store may be reading
 	if m.reg.removeSub(topic, c) {
 		if err := m.broker.UnsubscribeTopic(m.ctx, topic); err != nil {
 			m.cfg.Logger.Warn("switchboard: broker unsubscribe failed", "topic", topic, "err", err)

@@ -23,7 +23,7 @@ const (
 type PresenceInfo struct {
 	ClientID string `json:"client_id"`
 	UserID   string `json:"user_id,omitempty"` // "" for an anonymous connection
-	Node     string `json:"node,omitempty"`    // the node the client is connected to, in a cluster
+	Node     string `json:"node,omitempty"`    // the node (Config.NodeID) the client is connected to
 }
 
 // Presence returns the subscribers of topic, each with its node. With a ClusterStore

@@ -9,6 +9,17 @@
 //
 // Redis Pub/Sub delivers at most once: a node that is disconnected from Redis misses what is
 // published in the meantime. Publish returns an error when Redis cannot be reached.
+//
+// A Broker is also a switchboard.ClusterStore, which the Manager uses for cluster-wide
+// presence, Manager.Nodes and MaxConnsPerUser across nodes. Each node writes a heartbeat
+// every ClusterOptions.HeartbeatInterval (2s by default) into the hash "<prefix>:hb"; its
+// NodeInfo goes to "<prefix>:nodes", the subscribers of a topic to "<prefix>:p:<topic>"
+// and the connections of a user to "<prefix>:uc:<user>". Readers skip the entries of nodes
+// whose heartbeat is older than ClusterOptions.NodeTTL (6s by default) and delete them, so a
+// node that dies without leaving (kill -9) disappears from Nodes, presence and user counts
+// at most NodeTTL after its last heartbeat; a node that shuts down (Manager.Shutdown)
+// disappears at once. Presence writes and releases are queued and pipelined by a
+// background goroutine, in order; the user cap is checked atomically by a Lua script.
 package redis
 
 import (
@@ -41,6 +52,9 @@ type Options struct {
 	Shards int
 	// Logger receives connection problems and undecodable publications. Default slog.Default().
 	Logger *slog.Logger
+	// Cluster configures the broker's cluster state (live nodes, presence, per-user
+	// connection counts; see cluster.go).
+	Cluster ClusterOptions
 }
 
 // ErrClosed is returned by a Broker's methods after Close.
@@ -76,6 +90,7 @@ type Broker struct {
 	once    sync.Once
 	pubOK   atomic.Bool
 	deliver func(*switchboard.Publication)
+	cl      *cluster // the switchboard.ClusterStore side
 }
 
 // shard is one Pub/Sub connection and its receive loop.
@@ -126,6 +141,7 @@ func New(opts Options) (*Broker, error) {
 		pubq:   make(chan *pubReq, 4*maxBatch),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.cl = newCluster(b)
 	b.pubOK.Store(true)
 	for i := 0; i < opts.Shards; i++ {
 		// Subscribe without channels only creates the PubSub; it connects on first use.

@@ -20,6 +20,9 @@ func brokerFlags(c *cli, o *options) {
 	c.stringVar(&o.BrokerPrefix, "broker-prefix", envName("broker-prefix"),
 		"`prefix` of the broker's channel or subject names; the nodes of one cluster share it "+
 			"(default \"switchboard\")")
+	c.stringVar(&o.Config.NodeID, "node-id", envName("node-id"),
+		"`name` of this node in the cluster, shown by /api/nodes and in presence; unique per "+
+			"node (default: a random UUID at each start)")
 }
 
 // newBroker returns the broker a --broker URL names, or nil for the in-memory default.

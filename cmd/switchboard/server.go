@@ -137,6 +137,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("/api/publish", s.api(http.MethodPost, s.handlePublish))
 	mux.Handle("/api/broadcast", s.api(http.MethodPost, s.handleBroadcast))
 	mux.Handle("/api/users/{id}/notify", s.api(http.MethodPost, s.handleNotify))
+	s.clusterRoutes(mux)
 	if s.opts.Dev {
 		// Without the API key, for the demo page: token, publish, notify.
 		s.devRoutes(mux)
