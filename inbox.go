@@ -134,7 +134,7 @@ func (m *Manager) sendToUsers(ctx context.Context, users []string, msg *Message,
 // delivers it: Remove succeeding means nobody took it, so it goes live; Remove failing means
 // a login took it and delivers it. Either way exactly once.
 func (m *Manager) keepUnlessOnline(ctx context.Context, user string, msg *Message) (online bool, err error) {
-	if m.reg.userConnCount(user) > 0 {
+	if live, _ := m.localUserConns(user); live > 0 {
 		// Registered here, and so past the point where its login takes the inbox: a live
 		// delivery cannot be overtaken by that Take (a draining connection holds it back).
 		return true, nil
@@ -156,18 +156,50 @@ func (m *Manager) keepUnlessOnline(ctx context.Context, user string, msg *Messag
 
 // userOnline reports whether user has a live connection anywhere: on this node, or, when
 // the nodes share a ClusterStore, on any node. It must count a connection from the moment
-// it is registered for its user, which is before its login takes the inbox.
+// it is registered for its user, which is before its login takes the inbox. A connection
+// that is closing does not count: what is sent to it now would be dropped.
 func (m *Manager) userOnline(ctx context.Context, user string) (bool, error) {
-	if m.reg.userConnCount(user) > 0 {
-		return true, nil
-	}
-	if m.cluster == nil {
-		return false, nil
+	live, closing := m.localUserConns(user)
+	if live > 0 || m.cluster == nil {
+		return live > 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterTimeout)
 	defer cancel()
 	n, err := m.cluster.UserConns(ctx, user)
-	return n > 0, err
+	return n > closing, err // the store still counts this node's closing ones
+}
+
+// localUserConns counts user's connections on this node that are live and those that are
+// closing (still registered until their read loop ends).
+func (m *Manager) localUserConns(user string) (live, closing int) {
+	s := &m.reg.users[shardOf(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, c := range s.m[user] {
+		if c.closing() {
+			closing++
+		} else {
+			live++
+		}
+	}
+	return live, closing
+}
+
+// noneLive reports whether every connection of list is closing (or there are none).
+func noneLive(list []*Conn) bool {
+	for _, c := range list {
+		if !c.closing() {
+			return false
+		}
+	}
+	return true
+}
+
+// closing reports whether a close of c has begun: nothing more can be queued for it.
+func (c *Conn) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeReq
 }
 
 // distinct returns list without repetitions, in order; list itself is not modified.

@@ -223,6 +223,26 @@ func TestInboxSendToUsersOnlineAndOffline(t *testing.T) {
 	ts.nothingKept(ts.login("alice"), "alice")
 }
 
+// TestInboxClosingConnectionIsOffline: a connection that is closing cannot take messages
+// any more, so a user whose only connection is closing is offline: what is sent is kept, and
+// a new connection of the user takes it.
+func TestInboxClosingConnectionIsOffline(t *testing.T) {
+	ts := inboxServer(t, InboxConfig{Types: []string{typeNote}})
+	ts.login("alice") // never reads again: its close handshake stays pending
+	conns := ts.m.UserConns("alice")
+	if len(conns) != 1 {
+		t.Fatalf("%d connections", len(conns))
+	}
+	conns[0].Close(CloseGoingAway, "test: closing")
+	if !conns[0].closing() || len(ts.m.UserConns("alice")) != 1 {
+		t.Fatal("the closing connection should still be registered")
+	}
+	ts.send("alice", noteMsg(t, typeNote, 1))
+	c := ts.login("alice")
+	c.expectNotes(typeNote, 1)
+	ts.nothingKept(c, "alice")
+}
+
 // closingStore closes the user's connection just before the inbox is taken, as if the
 // client had gone at that moment.
 type closingStore struct {

@@ -91,7 +91,8 @@ func (r *registry) snapshot() []*Conn {
 }
 
 // addUser indexes c under user unless the user already has max connections (max < 0: no
-// cap), and reports whether c is the user's only connection.
+// cap), and reports whether c is the user's first connection: the others, if any, are
+// closing.
 func (r *registry) addUser(user string, c *Conn, max int) (added, first bool) {
 	s := &r.users[shardOf(user)]
 	s.mu.Lock()
@@ -99,14 +100,14 @@ func (r *registry) addUser(user string, c *Conn, max int) (added, first bool) {
 	list := s.m[user]
 	for _, x := range list {
 		if x == c {
-			return true, len(list) == 1
+			return true, false // not a new arrival
 		}
 	}
 	if max >= 0 && len(list) >= max {
 		return false, false
 	}
 	s.m[user] = append(list, c)
-	return true, len(list) == 0
+	return true, noneLive(list)
 }
 
 func (r *registry) removeUser(user string, c *Conn) {
