@@ -2,10 +2,12 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/switchboardrt/switchboard"
+	"github.com/switchboardrt/switchboard/auth"
 	"github.com/switchboardrt/switchboard/internal/inboxtest"
 	"github.com/switchboardrt/switchboard/internal/testenv"
 )
@@ -52,4 +54,133 @@ func TestInboxKeyExpires(t *testing.T) {
 	waitFor(t, 10*time.Second, "the key of an expired inbox to disappear", func() bool {
 		return rc.Exists(ctx, s.Key("bob")).Val() == 0
 	})
+}
+
+// login connects to n without a handshake token and authenticates as user with
+// AUTHENTICATE, whose answer must be the first frame.
+func (n *node) login(user string) *client {
+	n.t.Helper()
+	c := n.dial("")
+	tok, err := auth.NewHMACToken(secret, user, time.Hour, nil)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if r := c.request(switchboard.TypeAuthenticate, map[string]any{"token": tok}, "auth-"+user); r.Type != switchboard.TypeAuthenticateSuccess {
+		n.t.Fatalf("AUTHENTICATE: %s", r.raw)
+	}
+	return c
+}
+
+// offlineEverywhere waits until no node counts a connection of user.
+func offlineEverywhere(t testing.TB, n *node, user string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, user+" offline in the cluster", func() bool {
+		k, err := n.b.UserConns(context.Background(), user)
+		return err == nil && k == 0
+	})
+}
+
+// marker sends a live message to user from n and checks that c gets it next: anything
+// kept and still to come would have been queued before it.
+func marker(t testing.TB, n *node, c *client, user string) {
+	t.Helper()
+	if err := n.m.BroadcastToUsers(context.Background(), msg(t, "MARKER", 0), user); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("MARKER", 0)
+}
+
+// TestInboxAcrossNodes: kept by one node, delivered at a login on another, in order.
+func TestInboxAcrossNodes(t *testing.T) {
+	a, b, _ := threeNodes(t)
+	rc := rawClient(t, testenv.RedisURL(t))
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		if err := a.m.SendToUser(ctx, "alice", msg(t, typ, i), switchboard.KeepIfOffline); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := a.b.Inbox().Key("alice")
+	if n := rc.LLen(ctx, key).Val(); n != 3 {
+		t.Fatalf("%d messages kept in Redis, want 3", n)
+	}
+	c := b.login("alice")
+	for i := 1; i <= 3; i++ {
+		c.expect(typ, float64(i))
+	}
+	marker(t, a, c, "alice")
+	if rc.Exists(ctx, key).Val() != 0 {
+		t.Fatal("the inbox is still in Redis after the login")
+	}
+}
+
+// TestInboxOnlineOnAnotherNode: a user connected to another node is online, so the message
+// goes live there and is not kept.
+func TestInboxOnlineOnAnotherNode(t *testing.T) {
+	a, b, c := threeNodes(t)
+	alice := b.login("alice")
+	if err := a.m.SendToUser(context.Background(), "alice", msg(t, typ, 1), switchboard.KeepIfOffline); err != nil {
+		t.Fatal(err)
+	}
+	alice.expect(typ, 1)
+	_ = alice.ws.CloseNow()
+	offlineEverywhere(t, a, "alice")
+	again := c.login("alice")
+	marker(t, a, again, "alice")
+}
+
+// TestInboxLoginRaceAcrossNodes publishes from one node to a user who logs in on another,
+// over and over, through the Redis store and the cluster's user counts: every message must
+// arrive exactly once, and those kept before the login first, in order.
+func TestInboxLoginRaceAcrossNodes(t *testing.T) {
+	a, b, _ := threeNodes(t)
+	const rounds, before, during = 10, 3, 30
+	for r := range rounds {
+		user := fmt.Sprintf("u%d", r)
+		var all []*switchboard.Message
+		for i := range before + during {
+			all = append(all, msg(t, typ, i))
+		}
+		for _, m := range all[:before] {
+			if err := a.m.SendToUser(context.Background(), user, m, switchboard.KeepIfOffline); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pubErr := make(chan error, 1)
+		go func() {
+			for _, m := range all[before:] {
+				if err := a.m.SendToUser(context.Background(), user, m, switchboard.KeepIfOffline); err != nil {
+					pubErr <- err
+					return
+				}
+			}
+			pubErr <- nil
+		}()
+		c := b.login(user)
+		got := map[int]int{}
+		for k := 1; k <= before+during; k++ {
+			f, err := c.tryRead(10 * time.Second)
+			if err != nil {
+				t.Fatalf("round %d: %d of %d messages arrived (%v), then: %v", r, k-1, before+during, got, err)
+			}
+			n, ok := f.field("n").(float64)
+			if f.Type != typ || !ok {
+				t.Fatalf("round %d: unexpected %s", r, f.raw)
+			}
+			if k <= before && int(n) != k-1 {
+				t.Fatalf("round %d: frame %d is n=%v; the kept messages must come first, in order", r, k, n)
+			}
+			got[int(n)]++
+		}
+		if err := <-pubErr; err != nil {
+			t.Fatal(err)
+		}
+		marker(t, a, c, user)
+		for i := range before + during {
+			if got[i] != 1 {
+				t.Fatalf("round %d: n=%d arrived %d times", r, i, got[i])
+			}
+		}
+		_ = c.ws.CloseNow()
+	}
 }
