@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -61,10 +62,12 @@ func (m *Manager) SendToUsers(ctx context.Context, userIDs []string, msg *Messag
 
 // inbox is the manager's view of Config.Inbox.
 type inbox struct {
-	store InboxStore
-	types map[string]bool
-	size  int
-	ttl   time.Duration
+	store   InboxStore
+	types   map[string]bool
+	size    int
+	ttl     time.Duration
+	perNode bool      // a MemoryInbox by default in a cluster: see checkInboxStore
+	warn    sync.Once // about perNode, at the first message kept
 }
 
 // newInbox returns the inbox for cfg, or nil when it is off. The store defaults to the
@@ -82,9 +85,32 @@ func newInbox(cfg InboxConfig, broker Broker) *inbox {
 			in.store = s
 		} else {
 			in.store = NewMemoryInbox()
+			in.perNode = true
 		}
 	}
 	return in
+}
+
+// checkInboxStore warns when the nodes of a cluster each keep their own inboxes in memory:
+// a message kept on one node is then not delivered when its user logs in on another. New
+// calls it once the cluster store is settled.
+func (m *Manager) checkInboxStore() {
+	in := m.inbox
+	if in == nil || m.cluster == nil {
+		if in != nil {
+			in.perNode = false
+		}
+		return
+	}
+	if in.perNode && len(in.types) > 0 {
+		in.warn.Do(m.warnInboxPerNode)
+	}
+}
+
+func (m *Manager) warnInboxPerNode() {
+	m.cfg.Logger.Warn("switchboard: in a cluster, Config.Inbox.Store should be shared by the nodes " +
+		"(the broker is not an InboxStore): each node keeps its own inboxes in memory, and a user " +
+		"who logs in on another node does not get what was kept")
 }
 
 // keeps reports whether a message of type typ sent with opts is kept for offline users.
@@ -104,6 +130,9 @@ func (m *Manager) sendToUsers(ctx context.Context, users []string, msg *Message,
 	msg = prepare(msg, "")
 	if msg == nil || msg.Type == "" || !m.inbox.keeps(msg.Type, opts) {
 		return m.publish(ctx, &Publication{Kind: TargetUsers, Users: users, Message: msg})
+	}
+	if m.inbox.perNode {
+		m.inbox.warn.Do(m.warnInboxPerNode)
 	}
 	var live []string
 	var errs []error

@@ -73,6 +73,7 @@ func New(cfg Config) *Manager {
 		cfg.Logger.Error("switchboard: broker failed to start", "err", err)
 	}
 	m.startCluster()
+	m.checkInboxStore()
 	go m.sweeper()
 	return m
 }

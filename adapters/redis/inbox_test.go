@@ -1,8 +1,12 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,5 +186,60 @@ func TestInboxLoginRaceAcrossNodes(t *testing.T) {
 			}
 		}
 		_ = c.ws.CloseNow()
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestInboxPerNodeWarning: in a cluster whose inboxes default to each node's memory, the
+// Manager says so, as a user logging in on another node would miss what was kept.
+func TestInboxPerNodeWarning(t *testing.T) {
+	url := testenv.RedisURL(t)
+	for _, tc := range []struct {
+		name  string
+		cfg   func(b *Broker) switchboard.Config
+		warns bool
+	}{
+		{"cluster store, inboxes in memory", func(b *Broker) switchboard.Config {
+			return switchboard.Config{Cluster: b, Inbox: switchboard.InboxConfig{Types: []string{typ}}}
+		}, true},
+		{"cluster store, shared inbox store", func(b *Broker) switchboard.Config {
+			return switchboard.Config{Cluster: b, Inbox: switchboard.InboxConfig{Types: []string{typ}, Store: b.Inbox()}}
+		}, false},
+		{"the Redis broker keeps the inboxes", func(b *Broker) switchboard.Config {
+			return switchboard.Config{Broker: b, Inbox: switchboard.InboxConfig{Types: []string{typ}}}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leakCheck(t)
+			b := newBroker(t, url, uniquePrefix(t))
+			t.Cleanup(func() { _ = b.Close() })
+			var logs lockedBuffer
+			cfg := tc.cfg(b)
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			m := switchboard.New(cfg)
+			if err := m.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(logs.String(), "Inbox.Store should be shared"); got != tc.warns {
+				t.Fatalf("warned: %v, want %v; logs:\n%s", got, tc.warns, logs.String())
+			}
+		})
 	}
 }
