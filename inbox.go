@@ -44,8 +44,9 @@ const (
 // a user who has no live connection gets the message when they next authenticate.
 //
 // A kept message is either delivered live or kept, never both: see docs/inbox.md for the
-// guarantees. An error of the InboxStore is returned after the message has been published
-// to the recipients who are online; the message was then not kept for the others.
+// guarantees. When the InboxStore fails to keep the message for a user, the message is
+// still published to that user's live connections, if any, and the error returned wraps
+// ErrNotKept; other errors of the store are logged, as the message then stays kept.
 func (m *Manager) SendToUser(ctx context.Context, userID string, msg *Message, opts ...SendOption) error {
 	return m.SendToUsers(ctx, []string{userID}, msg, opts...)
 }
@@ -139,7 +140,7 @@ func (m *Manager) sendToUsers(ctx context.Context, users []string, msg *Message,
 	for _, u := range distinct(users) {
 		online, err := m.keepUnlessOnline(ctx, u, msg)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("switchboard: inbox of %q: %w", u, err))
+			errs = append(errs, fmt.Errorf("%w: user %q: %w", ErrNotKept, u, err))
 		}
 		if online {
 			live = append(live, u)
@@ -162,7 +163,7 @@ func (m *Manager) sendToUsers(ctx context.Context, users []string, msg *Message,
 // the user is online, whichever of Remove and the login's Take reaches the message first
 // delivers it: Remove succeeding means nobody took it, so it goes live; Remove failing means
 // a login took it and delivers it. Either way exactly once.
-func (m *Manager) keepUnlessOnline(ctx context.Context, user string, msg *Message) (online bool, err error) {
+func (m *Manager) keepUnlessOnline(ctx context.Context, user string, msg *Message) (online bool, notKept error) {
 	if live, _ := m.localUserConns(user); live > 0 {
 		// Registered here, and so past the point where its login takes the inbox: a live
 		// delivery cannot be overtaken by that Take (a draining connection holds it back).
@@ -172,13 +173,21 @@ func (m *Manager) keepUnlessOnline(ctx context.Context, user string, msg *Messag
 	if err := in.store.Put(ctx, user, msg, in.size, in.ttl); err != nil {
 		return true, err // not kept: live is all that is left
 	}
-	online, err = m.userOnline(ctx, user)
-	if err != nil || !online {
-		return false, err // kept: an unknown state errs on the side of a late delivery
+	online, err := m.userOnline(ctx, user)
+	if err != nil {
+		// Kept: an unknown state errs on the side of a late delivery.
+		m.cfg.Logger.Warn("switchboard: inbox: could not tell whether the user is online; the message is kept for their next login",
+			"user", user, "id", msg.ID, "err", err)
+		return false, nil
+	}
+	if !online {
+		return false, nil
 	}
 	removed, err := in.store.Remove(ctx, user, msg.ID)
 	if err != nil {
-		return false, err // most likely still kept: late rather than twice
+		m.cfg.Logger.Warn("switchboard: inbox: could not take back a message for an online user; it waits for their next login",
+			"user", user, "id", msg.ID, "err", err) // most likely still kept: late rather than twice
+		return false, nil
 	}
 	return removed, nil
 }

@@ -3,12 +3,17 @@ package redis
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboardrt/switchboard"
 	"github.com/switchboardrt/switchboard/auth"
@@ -242,4 +247,46 @@ func TestInboxPerNodeWarning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInboxStoreDown: with the inbox's Redis unreachable, a send to an offline user reports
+// that it could not be kept (ErrNotKept), a login still completes (without its inbox) and
+// gets live messages, and a send to a user online on this node, which needs no store, goes
+// through.
+func TestInboxStoreDown(t *testing.T) {
+	leakCheck(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close() // nothing listens there now
+	dead := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = dead.Close() })
+
+	jwt, err := auth.NewJWT(auth.JWTConfig{HMACSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := switchboard.New(switchboard.Config{
+		ConnRatePerIP: -1, Authenticator: jwt, Logger: slog.New(slog.DiscardHandler),
+		Inbox: switchboard.InboxConfig{Store: NewInbox(dead, uniquePrefix(t))},
+	})
+	srv := httptest.NewServer(m)
+	t.Cleanup(func() {
+		_ = m.Shutdown(context.Background())
+		srv.Close()
+	})
+	n := &node{t: t, m: m, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	ctx := context.Background()
+
+	if err := m.SendToUser(ctx, "bob", msg(t, typ, 1), switchboard.KeepIfOffline); !errors.Is(err, switchboard.ErrNotKept) {
+		t.Fatalf("send to an offline user with the store down: %v, want ErrNotKept", err)
+	}
+	alice := n.login("alice") // the inbox cannot be read: the login goes on without it
+	if err := m.SendToUser(ctx, "alice", msg(t, typ, 2), switchboard.KeepIfOffline); err != nil {
+		t.Fatalf("send to an online user: %v (nothing needs keeping)", err)
+	}
+	alice.expect(typ, 2)
+	marker(t, n, alice, "alice")
 }

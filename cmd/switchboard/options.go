@@ -536,6 +536,7 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 		"smallest message compressed, in bytes; smaller ones go out as they are",
 		compressionThresholdDefault, "compress every message")
 
+	inboxFlags(c, o)
 	observabilityFlags(c, o)
 	return c, devSet
 }
