@@ -39,7 +39,12 @@
 // Broadcast, BroadcastToUsers, Publish and SendToClient encode a message once per wire
 // format in use, however many recipients it has, and hand it to the Broker, which carries it
 // to every node (the default MemoryBroker serves a single node). Delivery is at most once:
-// a message sent while a client is disconnected is not kept for it.
+// a message sent while a client is disconnected is not kept for it — except for users: the
+// user inbox (Config.Inbox) keeps messages sent with SendToUser, SendToUsers or
+// BroadcastToUsers for a user who has no live connection, when their type is one of
+// Config.Inbox.Types or the send asks with KeepIfOffline, and delivers them, in order, right
+// after the user next authenticates (MemoryInbox on one node, the Redis store of
+// adapters/redis in a cluster).
 //
 // # Clusters
 //
