@@ -97,6 +97,10 @@ func (c *Conn) deliverInbox(ctx context.Context) {
 		return
 	}
 	user := c.UserID()
+	// Bounded like the cluster store's calls: a store that hangs must not hold the
+	// connection's goroutine (and the user's live messages, held back) for long.
+	ctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
 	msgs, err := c.m.inbox.store.Take(ctx, user)
 	if err != nil {
 		// What stays kept is delivered at the user's next login.
