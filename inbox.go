@@ -67,7 +67,7 @@ type inbox struct {
 	types   map[string]bool
 	size    int
 	ttl     time.Duration
-	perNode bool      // a MemoryInbox by default in a cluster: see checkInboxStore
+	perNode bool      // a MemoryInbox by default, in a cluster: see checkInboxStore
 	warn    sync.Once // about perNode, at the first message kept
 }
 
@@ -97,12 +97,10 @@ func newInbox(cfg InboxConfig, broker Broker) *inbox {
 // calls it once the cluster store is settled.
 func (m *Manager) checkInboxStore() {
 	in := m.inbox
-	if in == nil || m.cluster == nil {
-		if in != nil {
-			in.perNode = false
-		}
+	if in == nil {
 		return
 	}
+	in.perNode = in.perNode && m.cluster != nil // memory is right for a single node
 	if in.perNode && len(in.types) > 0 {
 		in.warn.Do(m.warnInboxPerNode)
 	}
