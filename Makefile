@@ -22,6 +22,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodePublication$$' -fuzztime=$(FUZZTIME) .
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZTIME) ./auth
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./adapters/jsonrpc
+	$(GO) test -run='^$$' -fuzz='^FuzzInboxEntry$$' -fuzztime=$(FUZZTIME) ./adapters/redis
 
 # The JavaScript client: type check, unit tests, tests against the server, and browser
 # end-to-end tests in headless Chromium (/usr/bin/chromium; they fail without it when

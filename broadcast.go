@@ -15,12 +15,10 @@ func (m *Manager) Broadcast(ctx context.Context, msg *Message) error {
 }
 
 // BroadcastToUsers sends msg to every connection of each of the given users: a user with
-// several tabs open gets it in each.
+// several tabs open gets it in each. When msg's type is one of Config.Inbox.Types, a user
+// with no live connection gets it at their next login (see SendToUser).
 func (m *Manager) BroadcastToUsers(ctx context.Context, msg *Message, userIDs ...string) error {
-	if len(userIDs) == 0 {
-		return nil
-	}
-	return m.publish(ctx, &Publication{Kind: TargetUsers, Users: userIDs, Message: prepare(msg, "")})
+	return m.sendToUsers(ctx, userIDs, msg, 0)
 }
 
 // Publish sends msg to the subscribers of topic. The message is sent with its "topic" field
@@ -170,7 +168,9 @@ func (m *Manager) deliver(p *Publication) {
 			s := &m.reg.users[shardOf(u)]
 			s.mu.RLock()
 			for _, c := range s.m[u] {
-				send(c)
+				if !c.holdForInbox(&ec) {
+					send(c)
+				}
 			}
 			s.mu.RUnlock()
 		}

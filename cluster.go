@@ -286,15 +286,16 @@ func (m *Manager) userAtCap(ctx context.Context, user string) bool {
 // Config.MaxConnsPerUser: first on this node, then across the cluster when there is a
 // store. A store that fails (unreachable) does not lock users out: the connection is
 // admitted under the node's own cap and a warning is logged (fail open). It runs under
-// c.subMu.
-func (c *Conn) admitUser(user string) error {
+// c.subMu, and reports whether c is the user's first connection on this node.
+func (c *Conn) admitUser(user string) (first bool, err error) {
 	m := c.m
 	max := m.cfg.MaxConnsPerUser
-	if !m.reg.addUser(user, c, max) {
-		return fmt.Errorf("%w (max %d)", ErrTooManyConnections, max)
+	added, first := m.reg.addUser(user, c, max)
+	if !added {
+		return false, fmt.Errorf("%w (max %d)", ErrTooManyConnections, max)
 	}
 	if m.cluster == nil {
-		return nil
+		return first, nil
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, clusterTimeout)
 	ok, err := m.cluster.AcquireUserConn(ctx, user, c.id, max)
@@ -305,9 +306,9 @@ func (c *Conn) admitUser(user string) error {
 			"user", user, "client", c.id, "err", err)
 	case !ok:
 		m.reg.removeUser(user, c)
-		return fmt.Errorf("%w (max %d across the cluster)", ErrTooManyConnections, max)
+		return false, fmt.Errorf("%w (max %d across the cluster)", ErrTooManyConnections, max)
 	}
-	return nil
+	return first, nil
 }
 
 // clusterIdentified records again, now with its user, the subscriptions c made while it

@@ -59,8 +59,9 @@ type Config struct {
 	// but the rule's Size.
 	RecoverLimit int
 
-	// Inbox keeps messages for users who are offline and delivers them when they next
-	// authenticate. Default: off.
+	// Inbox keeps messages sent to users who have no live connection and delivers them,
+	// in order, when they next authenticate. Default: only the messages sent with
+	// KeepIfOffline are kept (see InboxConfig).
 	Inbox InboxConfig
 
 	// PresenceEvents selects the topics whose subscribers are told of joins and leaves
@@ -217,6 +218,8 @@ func (c Config) WithDefaults() Config {
 	if c.WriteBufferSize < 64 {
 		c.WriteBufferSize = 64
 	}
+	c.Inbox.Size = orInt(c.Inbox.Size, 100)
+	c.Inbox.TTL = orDuration(c.Inbox.TTL, 24*time.Hour)
 	c.BatchMaxMessages = orInt(c.BatchMaxMessages, 64)
 	c.BatchMaxBytes = orInt(c.BatchMaxBytes, 64<<10)
 	c.PingInterval = orDuration(c.PingInterval, 25*time.Second)
@@ -235,17 +238,24 @@ func (c Config) WithDefaults() Config {
 }
 
 // InboxConfig configures the user inbox: which messages to users are kept while the user
-// has no live connection, how many and for how long.
+// has no live connection (on any node), how many and for how long. A message is kept when
+// it is sent with BroadcastToUsers, SendToUser or SendToUsers and either its type is one of
+// Types or the send says KeepIfOffline; it is delivered right after the user's next
+// successful authentication, on the connection that authenticated. docs/inbox.md states
+// the guarantees.
 type InboxConfig struct {
-	// Store keeps the messages. Default (when Types is set): an in-memory store, which
-	// serves one node; adapters/redis has one for a cluster.
+	// Store keeps the messages. Default: the Broker when it implements InboxStore (the
+	// Redis broker of adapters/redis does, so that every node of a cluster sees the same
+	// inboxes), otherwise a MemoryInbox, which serves one node.
 	Store InboxStore
-	// Types lists the message types kept for offline users, e.g. "NOTIFICATION". Empty:
-	// only messages sent with the per-message opt-in are kept.
+	// Types lists the message types kept for offline users, e.g. "NOTIFICATION". Default
+	// none: only messages sent with KeepIfOffline are kept.
 	Types []string
-	// Size caps the messages kept per user; the oldest are dropped first. Default 100.
+	// Size caps the messages kept per user; the oldest are dropped first. Default 100;
+	// negative: the inbox is off (nothing is kept, logins do not read the store).
 	Size int
-	// TTL is how long a kept message waits for its user. Default 24h.
+	// TTL is how long a kept message waits for its user. Default 24h; negative: the inbox
+	// is off.
 	TTL time.Duration
 }
 

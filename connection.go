@@ -36,6 +36,7 @@ type Conn struct {
 
 	state    stateBox
 	identity atomic.Pointer[auth.Identity]
+	gate     atomic.Pointer[inboxGate] // while the user's inbox is being delivered (inbox_login.go)
 
 	// Send queue, guarded by mu.
 	mu           sync.Mutex
@@ -597,7 +598,17 @@ func (c *Conn) CountIn(typ string, n int) { c.m.onMessageIn(typ, n) }
 // Authenticate checks token with the manager's Authenticator and attaches the identity to
 // the connection. A fresh token for the connection's user extends the session; a token of
 // another user is refused with ErrUserMismatch and the current identity is kept.
+//
+// When the connection is its user's first on this node, the messages kept in the user's
+// inbox (Config.Inbox) are queued before Authenticate returns, so they reach the client
+// before whatever the caller sends next.
 func (c *Conn) Authenticate(ctx context.Context, token string) (*auth.Identity, error) {
+	return c.authenticate(ctx, token, nil)
+}
+
+// authenticate is Authenticate; ack, if not nil, is called once the connection is
+// authenticated and before the inbox is delivered, to queue the protocol's answer first.
+func (c *Conn) authenticate(ctx context.Context, token string, ack func(*auth.Identity)) (*auth.Identity, error) {
 	a := c.m.cfg.Authenticator
 	if a == nil {
 		return nil, ErrAuthDisabled
@@ -621,6 +632,10 @@ func (c *Conn) Authenticate(ctx context.Context, token string) (*auth.Identity, 
 	if !c.moveFrom(StateAuthenticating, StateAuthenticated) {
 		return nil, ErrClosed
 	}
+	if ack != nil {
+		ack(id)
+	}
+	c.deliverInbox(ctx)
 	return id, nil
 }
 
@@ -651,7 +666,7 @@ func (c *Conn) attach(id *auth.Identity) error {
 		if cur.UserID != id.UserID {
 			return ErrUserMismatch
 		}
-	} else if err := c.admitUser(id.UserID); err != nil {
+	} else if err := c.admitWithInbox(id.UserID); err != nil {
 		return err
 	}
 	prev := c.identity.Swap(id)

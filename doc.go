@@ -45,6 +45,11 @@
 // with the position of the last one it has (SUBSCRIBE with "recover", or Conn.SubscribeWith)
 // gets those it missed, once and in order, before the live ones. Manager.History reads what
 // is kept. docs/guarantees.md says exactly what is promised.
+// The user inbox (Config.Inbox) keeps messages sent with SendToUser, SendToUsers or
+// BroadcastToUsers for a user who has no live connection, when their type is one of
+// Config.Inbox.Types or the send asks with KeepIfOffline, and delivers them, in order, right
+// after the user next authenticates (MemoryInbox on one node, the Redis store of
+// adapters/redis in a cluster).
 //
 // # Clusters
 //

@@ -30,6 +30,9 @@ var (
 	ErrAuthDisabled = errors.New("switchboard: authentication is not configured")
 	// ErrUnsupported is returned by a Codec that cannot represent a message type.
 	ErrUnsupported = errors.New("switchboard: message not supported by codec")
+	// ErrNotKept is wrapped by the error of a send to users when the InboxStore failed to
+	// keep the message for a user (see SendToUser); it was still published live.
+	ErrNotKept = errors.New("switchboard: message not kept for an offline user")
 )
 
 // Close codes sent in the WebSocket close frame. docs/protocol.md lists each with whether a

@@ -33,6 +33,7 @@ type Manager struct {
 	reg    registry
 	broker Broker
 	hist   *managerHistory // nil: no topic history
+	inbox  *inbox          // nil when Config.Inbox is off
 	ipRate *ratelimit.Keyed
 	def    *endpoint
 
@@ -65,6 +66,7 @@ func New(cfg Config) *Manager {
 		m.broker = NewMemoryBroker()
 	}
 	m.hist = newManagerHistory(cfg, m.broker)
+	m.inbox = newInbox(cfg.Inbox, m.broker)
 	if cfg.ConnRatePerIP > 0 {
 		m.ipRate = ratelimit.NewKeyed(ratelimit.Config{Rate: rate.Limit(cfg.ConnRatePerIP), Burst: cfg.ConnBurstPerIP})
 	}
@@ -73,6 +75,7 @@ func New(cfg Config) *Manager {
 		cfg.Logger.Error("switchboard: broker failed to start", "err", err)
 	}
 	m.startCluster()
+	m.checkInboxStore()
 	go m.sweeper()
 	return m
 }
@@ -335,8 +338,8 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if err := c.attach(ident); err != nil {
 				authErr = err
 				c.moveFrom(StateAuthenticating, StateConnected)
-			} else {
-				c.moveFrom(StateAuthenticating, StateAuthenticated)
+			} else if c.moveFrom(StateAuthenticating, StateAuthenticated) {
+				c.deliverInbox(m.ctx)
 			}
 		}
 	}

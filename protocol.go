@@ -143,7 +143,14 @@ func (envelopeProtocol) authenticate(ctx context.Context, c *Conn, msg *Message)
 	if token == "" {
 		token = req.Token
 	}
-	id, err := c.Authenticate(ctx, token)
+	// The answer goes out before the messages kept for the user, which follow it at once.
+	_, err := c.authenticate(ctx, token, func(id *auth.Identity) {
+		out := map[string]any{"user_id": id.UserID}
+		if !id.ExpiresAt.IsZero() {
+			out["expires_at"] = id.ExpiresAt.Unix()
+		}
+		_ = c.Reply(msg, TypeAuthenticateSuccess, out)
+	})
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return
@@ -158,11 +165,6 @@ func (envelopeProtocol) authenticate(ctx context.Context, c *Conn, msg *Message)
 		}
 		return
 	}
-	out := map[string]any{"user_id": id.UserID}
-	if !id.ExpiresAt.IsZero() {
-		out["expires_at"] = id.ExpiresAt.Unix()
-	}
-	_ = c.Reply(msg, TypeAuthenticateSuccess, out)
 }
 
 // topicsOf reads {"subscriptions": [...]} (or a single string) from a SUBSCRIBE/UNSUBSCRIBE.

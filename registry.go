@@ -90,22 +90,24 @@ func (r *registry) snapshot() []*Conn {
 	return out
 }
 
-// addUser indexes c under user unless the user already has max connections (max < 0: no cap).
-func (r *registry) addUser(user string, c *Conn, max int) bool {
+// addUser indexes c under user unless the user already has max connections (max < 0: no
+// cap), and reports whether c is the user's first connection: the others, if any, are
+// closing.
+func (r *registry) addUser(user string, c *Conn, max int) (added, first bool) {
 	s := &r.users[shardOf(user)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.m[user]
 	for _, x := range list {
 		if x == c {
-			return true
+			return true, false // not a new arrival
 		}
 	}
 	if max >= 0 && len(list) >= max {
-		return false
+		return false, false
 	}
 	s.m[user] = append(list, c)
-	return true
+	return true, noneLive(list)
 }
 
 func (r *registry) removeUser(user string, c *Conn) {

@@ -189,6 +189,10 @@ func (s *server) sendError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, "invalid_message", strings.TrimPrefix(err.Error(), "switchboard: "))
 	case errors.Is(err, switchboard.ErrShutdown):
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
+	case errors.Is(err, switchboard.ErrNotKept):
+		s.log.Error("api: message not kept", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "inbox_unavailable",
+			"the message went to the user's live connections, if any, but could not be kept for an offline user")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
 		writeError(w, http.StatusServiceUnavailable, "canceled", "request canceled")
@@ -249,10 +253,14 @@ type notifyBody struct {
 	Message string                           `json:"message"`
 	Level   switchboard.Level                `json:"level"`
 	Actions []switchboard.NotificationAction `json:"actions"`
+	// Keep keeps the notification for the user's next login when they have no live
+	// connection (switchboard.KeepIfOffline).
+	Keep bool `json:"keep"`
 }
 
 // handleNotify serves POST /api/users/{id}/notify {"title", "message", "level",
-// "actions"}: a NOTIFICATION to every connection of the user.
+// "actions", "keep"}: a NOTIFICATION to every connection of the user, kept for their next
+// login if they are offline and "keep" is true (or NOTIFICATION is one of --inbox-types).
 func (s *server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	var body notifyBody
 	if !s.decodeBody(w, r, &body) {
@@ -283,7 +291,16 @@ func (s *server) notify(w http.ResponseWriter, r *http.Request, user string, bod
 			`"level" must be one of info, success, warning, error`)
 		return
 	}
-	if err := s.manager.BroadcastToUsers(r.Context(), msg, user); err != nil {
+	var opts []switchboard.SendOption
+	if body.Keep {
+		if inboxOff(s.manager.Config()) {
+			writeError(w, http.StatusConflict, "inbox_off",
+				`"keep" needs the user inbox, which is off (--inbox-size or --inbox-ttl is negative)`)
+			return
+		}
+		opts = append(opts, switchboard.KeepIfOffline)
+	}
+	if err := s.manager.SendToUser(r.Context(), user, msg, opts...); err != nil {
 		s.sendError(w, r, err)
 		return
 	}

@@ -543,6 +543,7 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 		compressionThresholdDefault, "compress every message")
 
 	historyFlags(c, o)
+	inboxFlags(c, o)
 	observabilityFlags(c, o)
 	return c, devSet
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +209,34 @@ func kebab(name string) string {
 	return strings.ToLower(b.String())
 }
 
+// configField is a setting of switchboard.Config: a field, or a field of a struct field
+// (Inbox.Size), whose flag is named after the path (inbox-size).
+type configField struct {
+	reflect.StructField        // the innermost field
+	index               []int  // from Config
+	path                string // Inbox.Size
+	flag                string // inbox-size
+}
+
+// configFields lists the settings of switchboard.Config, descending into struct fields.
+func configFields() []configField {
+	var out []configField
+	var walk func(typ reflect.Type, index []int, path, flag string)
+	walk = func(typ reflect.Type, index []int, path, flag string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			idx := append(slices.Clone(index), i)
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, idx, path+f.Name+".", flag+kebab(f.Name)+"-")
+				continue
+			}
+			out = append(out, configField{f, idx, path + f.Name, flag + kebab(f.Name)})
+		}
+	}
+	walk(reflect.TypeFor[switchboard.Config](), nil, "", "")
+	return out
+}
+
 // TestEveryConfigSettingHasAFlag sets each flag of a Config field and checks that the
 // field, found by name, got the value: a field of Config without a flag, or a flag
 // wired to the wrong field, fails.
@@ -216,12 +245,10 @@ func TestEveryConfigSettingHasAFlag(t *testing.T) {
 		"OriginPatterns":          "origin",
 		"InsecureSkipOriginCheck": "dev",
 	}
-	typ := reflect.TypeFor[switchboard.Config]()
-	for i := range typ.NumField() {
-		f := typ.Field(i)
+	for _, f := range configFields() {
 		name := special[f.Name]
 		if name == "" {
-			name = kebab(f.Name)
+			name = f.flag
 		}
 		var arg string
 		var want any
@@ -245,7 +272,7 @@ func TestEveryConfigSettingHasAFlag(t *testing.T) {
 		default:
 			continue // hooks, interfaces and functions are for programs, not flags
 		}
-		t.Run(f.Name, func(t *testing.T) {
+		t.Run(f.path, func(t *testing.T) {
 			if f.Name == "InsecureSkipOriginCheck" {
 				// Set by dev mode, not stored in Config by the parser.
 				o, _, err := parseServeOptions([]string{"--dev"}, noEnv)
@@ -259,14 +286,14 @@ func TestEveryConfigSettingHasAFlag(t *testing.T) {
 			if err != nil {
 				t.Fatalf("--%s: %v", name, err)
 			}
-			if got := reflect.ValueOf(o.Config).FieldByName(f.Name).Interface(); !reflect.DeepEqual(got, want) {
+			if got := reflect.ValueOf(o.Config).FieldByIndex(f.index).Interface(); !reflect.DeepEqual(got, want) {
 				t.Errorf("--%s=%s set %s to %v, want %v", name, arg, f.Name, got, want)
 			}
 			o, _, err = parseServeOptions(nil, envMap(map[string]string{envName(name): arg}))
 			if err != nil {
 				t.Fatalf("$%s: %v", envName(name), err)
 			}
-			if got := reflect.ValueOf(o.Config).FieldByName(f.Name).Interface(); !reflect.DeepEqual(got, want) {
+			if got := reflect.ValueOf(o.Config).FieldByIndex(f.index).Interface(); !reflect.DeepEqual(got, want) {
 				t.Errorf("$%s=%s set %s to %v, want %v", envName(name), arg, f.Name, got, want)
 			}
 		})
@@ -300,12 +327,11 @@ func TestLimitDefaultsDocumented(t *testing.T) {
 		}
 	}
 	numeric := 0
-	typ := reflect.TypeFor[switchboard.Config]()
-	for i := range typ.NumField() {
-		if typ.Field(i).Type == reflect.TypeFor[switchboard.CompressionMode]() {
+	for _, f := range configFields() {
+		if f.Type == reflect.TypeFor[switchboard.CompressionMode]() {
 			continue // an enum with its own flag, not a limit
 		}
-		switch typ.Field(i).Type.Kind() {
+		switch f.Type.Kind() {
 		case reflect.Int, reflect.Int64, reflect.Float64:
 			numeric++
 		}
