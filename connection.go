@@ -704,7 +704,9 @@ func (c *Conn) scheduleExpiry(exp time.Time) {
 
 // Subscribe subscribes the connection to topics, all or none: each topic must be valid and
 // allowed by the TopicAuthorizer, and the total must stay within MaxSubscriptions. Topics
-// already subscribed count as success. On failure the error is a *SubscribeError.
+// already subscribed count as success. On failure the error is a *SubscribeError. It does
+// not read topic history: SubscribeWith also gives positions and recovers missed
+// publications.
 func (c *Conn) Subscribe(ctx context.Context, topics ...string) error {
 	fresh, err := c.subscribe(ctx, topics, nil)
 	c.announce(TypeJoin, fresh)

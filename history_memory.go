@@ -23,15 +23,57 @@ type memStream struct {
 	mu      sync.Mutex
 	dead    bool // removed from its shard by the sweeper: look the topic up again
 	epoch   string
-	seq     uint64     // the last Seq given out in this epoch
-	touched int64      // when the stream last had a publication, or was started (clock ns)
-	ttl     int64      // nanoseconds; the stream is dropped when idle this long
-	ents    []memEntry // the kept publications, oldest first, Seqs consecutive
+	seq     uint64 // the last Seq given out in this epoch
+	touched int64  // when the stream last had a publication, or was started (clock ns)
+	ttl     int64  // nanoseconds; the stream is dropped when idle this long
+	ring    ring   // the kept publications, oldest first, Seqs consecutive up to seq
 }
 
 type memEntry struct {
 	msg     *Message
 	expires int64 // clock ns
+}
+
+// ring is a FIFO of entries in a circular buffer that grows up to the stream's Size and then
+// is overwritten in place: a busy topic's history allocates nothing once full.
+type ring struct {
+	buf  []memEntry
+	head int // index of the oldest entry
+	n    int // entries held
+}
+
+func (r *ring) len() int { return r.n }
+
+// at returns the i-th oldest entry.
+func (r *ring) at(i int) *memEntry { return &r.buf[(r.head+i)%len(r.buf)] }
+
+// popOldest forgets the oldest entry.
+func (r *ring) popOldest() {
+	r.buf[r.head] = memEntry{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+}
+
+// push appends e, dropping the oldest entries beyond size.
+func (r *ring) push(e memEntry, size int) {
+	for r.n >= size && r.n > 0 {
+		r.popOldest()
+	}
+	if r.n == len(r.buf) { // full, below size: grow (doubling, up to size), oldest first
+		buf := make([]memEntry, min(max(2*len(r.buf), 8), size))
+		for i := 0; i < r.n; i++ {
+			buf[i] = *r.at(i)
+		}
+		r.buf, r.head = buf, 0
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = e
+	r.n++
+}
+
+// reset forgets every entry, keeping the buffer.
+func (r *ring) reset() {
+	clear(r.buf)
+	r.head, r.n = 0, 0
 }
 
 // memHistory holds the streams of a MemoryBroker, sharded by topic like the registry.
@@ -66,9 +108,10 @@ func newEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
-// lockStream returns topic's stream, locked, creating it when missing. A stream idle for
-// its TTL is restarted in a new epoch here (lazily), whatever the sweeper has done yet.
-func (h *memHistory) lockStream(topic string, ttl time.Duration) (*memStream, error) {
+// lockStream returns topic's stream, locked, creating it when missing, and the time. A
+// stream idle for its TTL is restarted in a new epoch here (lazily), whatever the sweeper has
+// done yet.
+func (h *memHistory) lockStream(topic string, ttl time.Duration) (*memStream, int64, error) {
 	if ttl <= 0 {
 		ttl = defaultHistoryTTL
 	}
@@ -79,7 +122,7 @@ func (h *memHistory) lockStream(topic string, ttl time.Duration) (*memStream, er
 		if st == nil {
 			if err := h.ensureSweeper(ttl); err != nil {
 				s.mu.Unlock()
-				return nil, err
+				return nil, 0, err
 			}
 			if s.m == nil {
 				s.m = make(map[string]*memStream)
@@ -93,8 +136,9 @@ func (h *memHistory) lockStream(topic string, ttl time.Duration) (*memStream, er
 			st.mu.Unlock()
 			continue
 		}
-		st.refresh(h.now())
-		return st, nil
+		now := h.now()
+		st.refresh(now)
+		return st, now, nil
 	}
 }
 
@@ -102,29 +146,14 @@ func (h *memHistory) lockStream(topic string, ttl time.Duration) (*memStream, er
 // restarts in a new epoch), else the publications older than their TTL.
 func (st *memStream) refresh(now int64) {
 	if now-st.touched >= st.ttl {
-		clear(st.ents)
-		st.ents = st.ents[:0]
+		st.ring.reset()
 		st.epoch = newEpoch()
 		st.seq = 0
 		st.touched = now
 		return
 	}
-	n := 0
-	for n < len(st.ents) && st.ents[n].expires <= now {
-		st.ents[n] = memEntry{}
-		n++
-	}
-	st.ents = st.ents[n:]
-}
-
-// push stores msg as the newest publication, keeping at most size.
-func (st *memStream) push(msg *Message, expires int64, size int) {
-	st.ents = append(st.ents, memEntry{msg: msg, expires: expires})
-	if drop := len(st.ents) - size; drop > 0 {
-		// Re-slicing keeps memory bounded: append reallocates once the capacity left is
-		// used up, copying only the kept entries (at most about twice size are allocated).
-		clear(st.ents[:drop])
-		st.ents = st.ents[drop:]
+	for st.ring.len() > 0 && st.ring.at(0).expires <= now {
+		st.ring.popOldest()
 	}
 }
 
@@ -139,21 +168,22 @@ func (st *memStream) read(q HistoryQuery) HistoryResult {
 	if since.Epoch != st.epoch || since.Seq > st.seq {
 		return res // another epoch, or a position this epoch never reached
 	}
-	oldest := st.seq + 1 - uint64(len(st.ents)) // Seq of ents[0]
+	oldest := st.seq + 1 - uint64(st.ring.len()) // Seq of the oldest entry
 	from := since.Seq + 1
 	res.Complete = from >= oldest
 	if from < oldest {
 		from = oldest
 	}
-	avail := st.ents[from-oldest:]
-	if q.Limit >= 0 && len(avail) > q.Limit {
-		avail = avail[:q.Limit]
+	first := int(from - oldest)
+	count := st.ring.len() - first
+	if q.Limit >= 0 && count > q.Limit {
+		count = q.Limit
 		res.Complete = false
 	}
-	if len(avail) > 0 {
-		res.Publications = make([]*Message, len(avail))
-		for i, e := range avail {
-			cp := *e.msg
+	if count > 0 {
+		res.Publications = make([]*Message, count)
+		for i := range count {
+			cp := *st.ring.at(first + i).msg
 			res.Publications[i] = &cp
 		}
 	}
@@ -217,7 +247,7 @@ func (h *memHistory) sweep() {
 			}
 			if now-st.touched >= st.ttl {
 				st.dead = true
-				st.ents = nil
+				st.ring = ring{}
 				delete(s.m, topic)
 			}
 			st.mu.Unlock()
@@ -286,25 +316,24 @@ func (b *MemoryBroker) PublishHistory(ctx context.Context, p *Publication, rule 
 		return StreamPosition{}, ErrShutdown
 	}
 	rule = rule.withDefaults()
-	st, err := b.hist.lockStream(p.Topic, rule.TTL)
+	st, now, err := b.hist.lockStream(p.Topic, rule.TTL)
 	if err != nil {
 		return StreamPosition{}, err
 	}
 	defer st.mu.Unlock()
-	now := b.hist.now()
 	st.seq++
 	st.touched = now
 	st.ttl = int64(rule.TTL)
 	msg := *p.Message
 	msg.Topic, msg.Seq, msg.Epoch = p.Topic, st.seq, st.epoch
-	st.push(&msg, now+int64(rule.TTL), rule.Size)
+	st.ring.push(memEntry{msg: &msg, expires: now + int64(rule.TTL)}, rule.Size)
 	deliver(&Publication{Kind: TargetTopic, Topic: p.Topic, Message: &msg})
 	return StreamPosition{Seq: msg.Seq, Epoch: msg.Epoch}, nil
 }
 
 // History implements HistoryBroker.
 func (b *MemoryBroker) History(ctx context.Context, topic string, q HistoryQuery) (HistoryResult, error) {
-	st, err := b.hist.lockStream(topic, q.TTL)
+	st, _, err := b.hist.lockStream(topic, q.TTL)
 	if err != nil {
 		return HistoryResult{}, err
 	}

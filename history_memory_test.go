@@ -108,22 +108,34 @@ func TestMemoryHistoryPositions(t *testing.T) {
 	}
 }
 
-// TestMemoryHistoryBounded: a stream's memory stays within about twice Size, however many
-// publications it has seen.
+// TestMemoryHistoryBounded: a stream holds at most Size entries in a buffer of at most Size,
+// however many publications it has seen, and always the latest ones, in order.
 func TestMemoryHistoryBounded(t *testing.T) {
 	b, _, delivered := startedBroker(t)
-	rule := HistoryRule{Size: 16, TTL: time.Hour}
-	for i := 0; i < 50; i++ {
-		memPublish(t, b, "t", 100, rule)
-		*delivered = nil
-		st, err := b.hist.lockStream("t", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, c := len(st.ents), cap(st.ents)
-		st.mu.Unlock()
-		if n != 16 || c > 2*16+2 {
-			t.Fatalf("after %d publications: %d entries, capacity %d", (i+1)*100, n, c)
+	for _, size := range []int{1, 5, 16, 100} {
+		rule := HistoryRule{Size: size, TTL: time.Hour}
+		topic := fmt.Sprintf("size:%d", size)
+		for _, n := range []int{1, 3, size - 1, size, size + 1, 7 * size, 13} {
+			memPublish(t, b, topic, n, rule)
+			*delivered = nil
+			st, _, err := b.hist.lockStream(topic, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held, capacity, seq := st.ring.len(), len(st.ring.buf), st.seq
+			var got []uint64
+			for i := range held {
+				got = append(got, st.ring.at(i).msg.Seq)
+			}
+			st.mu.Unlock()
+			if held != int(min(seq, uint64(size))) || capacity > size {
+				t.Fatalf("size %d, %d published: %d entries in a buffer of %d", size, seq, held, capacity)
+			}
+			for i, s := range got {
+				if s != seq-uint64(held)+1+uint64(i) {
+					t.Fatalf("size %d, %d published: entries %v", size, seq, got)
+				}
+			}
 		}
 	}
 }
@@ -190,7 +202,7 @@ func TestMemoryHistorySweep(t *testing.T) {
 		t.Fatalf("%d streams after a sweep before TTL, want 50", n)
 	}
 	clock.advance(40 * time.Second)
-	busy, err := b.hist.lockStream("topic:1", time.Minute) // expired, but in use
+	busy, _, err := b.hist.lockStream("topic:1", time.Minute) // expired, but in use
 	if err != nil {
 		t.Fatal(err)
 	}
