@@ -23,6 +23,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZTIME) ./auth
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./adapters/jsonrpc
 	$(GO) test -run='^$$' -fuzz='^FuzzInboxEntry$$' -fuzztime=$(FUZZTIME) ./adapters/redis
+	$(GO) test -run='^$$' -fuzz='^FuzzRecoverOf$$' -fuzztime=$(FUZZTIME) .
 
 # The JavaScript client: type check, unit tests, tests against the server, and browser
 # end-to-end tests in headless Chromium (/usr/bin/chromium; they fail without it when
