@@ -18,7 +18,7 @@ import (
 type MemoryInbox struct {
 	mu    sync.Mutex
 	users map[string][]*inboxEntry // oldest first
-	byExp expiryHeap             // every kept entry, soonest expiry first
+	byExp expiryHeap               // every kept entry, soonest expiry first
 }
 
 // inboxEntry is one kept message.
