@@ -127,11 +127,22 @@ func encodedSizeHint(m *Message) int {
 
 var connListPool = sync.Pool{New: func() any { return new([]*Conn) }}
 
-// deliver fans a publication out to this node's local connections. Brokers call it.
+// deliver fans a publication out to this node's local connections. Brokers call it. A
+// publication with a position from a cluster broker first goes through the gap check,
+// which delivers what this node missed before it (history_gap.go).
 func (m *Manager) deliver(p *Publication) {
 	if p == nil || p.Message == nil {
 		return
 	}
+	if p.Kind == TargetTopic && p.Message.Seq != 0 && m.hist.checksGaps() {
+		m.deliverInOrder(p)
+		return
+	}
+	m.fanout(p)
+}
+
+// fanout delivers p to this node's local connections.
+func (m *Manager) fanout(p *Publication) {
 	start := time.Now()
 	ec := encodeCache{msg: p.Message}
 	sent, bytes := 0, 0
