@@ -324,6 +324,29 @@ describe('authentication and subscriptions', () => {
     client.close()
   })
 
+  it('messages batched right behind AUTHENTICATE_SUCCESS reach handlers registered before connecting', async () => {
+    const { client, sock, log } = setup({ getToken: () => 'tok' })
+    const early = []
+    const late = []
+    client.on('notification', (p) => early.push(p.n))
+    client.on('authenticated', () => client.on('notification', (p) => late.push(p.n)))
+    client.connect()
+    sock().open()
+    await flush()
+    sock().reply('CONNECT', 'CONNECT_ACK', { client_id: 'c1', requires_auth: false, ping_interval: 25 })
+    await flush()
+    const req = sock().last('AUTHENTICATE')
+    const kept = [1, 2].map((n) => ({ type: 'NOTIFICATION', payload: { n }, id: `k${n}`, timestamp: 1 }))
+    const ok = { type: 'AUTHENTICATE_SUCCESS', payload: { user_id: '42' }, id: 'a', timestamp: 1, correlation_id: req.id }
+    sock().receive([ok, ...kept].map((m) => JSON.stringify(m)).join('\n'))
+    await flush()
+    assert.equal(client.state, 'authenticated')
+    assert.deepEqual(early, [1, 2])
+    assert.deepEqual(late, [], 'a handler added on authenticated comes too late for them')
+    assert.deepEqual(log.errors, [])
+    client.close()
+  })
+
   it('authenticates when the server requires it, and stops without getToken', async () => {
     const { client, clock, WS, sock, log } = setup()
     client.connect()
