@@ -133,7 +133,7 @@ func (m *Manager) fillGap(topic string, since, next StreamPosition, missing uint
 			"after", since.Seq, "before", next.Seq, "missed", missing, "lost", lost)
 		return
 	}
-	m.cfg.Logger.Info("switchboard: publications this node missed were delivered from the history",
+	m.cfg.Logger.Debug("switchboard: publications this node missed were delivered from the history",
 		"topic", topic, "epoch", next.Epoch, "after", since.Seq, "before", next.Seq)
 }
 
