@@ -23,18 +23,11 @@ func (m *Manager) BroadcastToUsers(ctx context.Context, msg *Message, userIDs ..
 
 // Publish sends msg to the subscribers of topic. The message is sent with its "topic" field
 // set; msg itself is not modified. A topic that Config.History selects keeps the
-// publication in its history, and the message is sent with its position ("seq", "epoch").
+// publication in its history, and the message is sent with its position ("seq", "epoch");
+// PublishWithPosition returns that position.
 func (m *Manager) Publish(ctx context.Context, topic string, msg *Message) error {
-	if err := m.validTopic(topic); err != nil {
-		return err
-	}
-	p := &Publication{Kind: TargetTopic, Topic: topic, Message: prepare(msg, topic)}
-	if msg != nil {
-		if rule, ok := m.hist.keeps(topic, msg.Type); ok {
-			return m.publishHistory(ctx, p, rule)
-		}
-	}
-	return m.publish(ctx, p)
+	_, err := m.PublishWithPosition(ctx, topic, msg)
+	return err
 }
 
 // SendToClient sends msg to the connection with the given client ID. With the in-memory
@@ -127,11 +120,22 @@ func encodedSizeHint(m *Message) int {
 
 var connListPool = sync.Pool{New: func() any { return new([]*Conn) }}
 
-// deliver fans a publication out to this node's local connections. Brokers call it.
+// deliver fans a publication out to this node's local connections. Brokers call it. A
+// publication with a position from a cluster broker first goes through the gap check,
+// which delivers what this node missed before it (history_gap.go).
 func (m *Manager) deliver(p *Publication) {
 	if p == nil || p.Message == nil {
 		return
 	}
+	if p.Kind == TargetTopic && p.Message.Seq != 0 && m.hist.checksGaps() {
+		m.deliverInOrder(p)
+		return
+	}
+	m.fanout(p)
+}
+
+// fanout delivers p to this node's local connections.
+func (m *Manager) fanout(p *Publication) {
 	start := time.Now()
 	ec := encodeCache{msg: p.Message}
 	sent, bytes := 0, 0

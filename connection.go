@@ -601,7 +601,8 @@ func (c *Conn) CountIn(typ string, n int) { c.m.onMessageIn(typ, n) }
 //
 // When the connection is its user's first on this node, the messages kept in the user's
 // inbox (Config.Inbox) are queued before Authenticate returns, so they reach the client
-// before whatever the caller sends next.
+// before whatever the caller sends next; AuthenticateWith lets a protocol queue its answer
+// ahead of them.
 func (c *Conn) Authenticate(ctx context.Context, token string) (*auth.Identity, error) {
 	return c.authenticate(ctx, token, nil)
 }

@@ -44,7 +44,11 @@
 // Message.Epoch) and are kept for a while by a HistoryBroker; a client that subscribes again
 // with the position of the last one it has (SUBSCRIBE with "recover", or Conn.SubscribeWith)
 // gets those it missed, once and in order, before the live ones. Manager.History reads what
-// is kept. docs/guarantees.md says exactly what is promised.
+// is kept, and Manager.PublishWithPosition returns a publication's position. A node that a
+// cluster broker failed to hand some publications to delivers them from the history before
+// the next one, so its subscribers still see every Seq (Stats.GapsFilled).
+// docs/guarantees.md says exactly what is promised.
+//
 // The user inbox (Config.Inbox) keeps messages sent with SendToUser, SendToUsers or
 // BroadcastToUsers for a user who has no live connection, when their type is one of
 // Config.Inbox.Types or the send asks with KeepIfOffline, and delivers them, in order, right

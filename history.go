@@ -125,6 +125,13 @@ type HistoryResult struct {
 // without publications for rule.TTL is dropped, and the topic's next publication or read
 // starts a new epoch (so that positions of the old one are never taken for positions of
 // the new one).
+//
+// A cluster broker hands a topic's publications to its node one after the other, in seq
+// order, and may lose some on the way (Redis Pub/Sub is at most once). The Manager then
+// fills the hole from History before it delivers the next one (see Stats.GapsFilled), from
+// within the deliver callback: a broker must not hold, while it calls deliver, a lock that
+// History takes. The in-memory broker, which delivers under its history's lock, cannot
+// lose publications and is not checked.
 type HistoryBroker interface {
 	Broker
 	// PublishHistory stores p, a TargetTopic publication, in its topic's history under the

@@ -71,17 +71,35 @@ func (h *managerHistory) keeps(topic, typ string) (HistoryRule, bool) {
 	return h.rule(topic)
 }
 
+// PublishWithPosition publishes msg to topic like Publish and returns the position the
+// publication got in the topic's history. An application that stores a change and
+// publishes it can hand the position out with the state it serves, so that a client that
+// loads the state subscribes from there (SUBSCRIBE "recover", the JS client's since
+// option) and misses nothing in between. For a topic that no Config.History rule selects,
+// and for JOIN and LEAVE, which are not kept, the position is zero.
+func (m *Manager) PublishWithPosition(ctx context.Context, topic string, msg *Message) (StreamPosition, error) {
+	if err := m.validTopic(topic); err != nil {
+		return StreamPosition{}, err
+	}
+	p := &Publication{Kind: TargetTopic, Topic: topic, Message: prepare(msg, topic)}
+	if msg != nil {
+		if rule, ok := m.hist.keeps(topic, msg.Type); ok {
+			return m.publishHistory(ctx, p, rule)
+		}
+	}
+	return StreamPosition{}, m.publish(ctx, p)
+}
+
 // publishHistory publishes p, a topic publication, through the history broker, which gives
 // it the topic's next position.
-func (m *Manager) publishHistory(ctx context.Context, p *Publication, rule HistoryRule) error {
+func (m *Manager) publishHistory(ctx context.Context, p *Publication, rule HistoryRule) (StreamPosition, error) {
 	if m.closed.Load() {
-		return ErrShutdown
+		return StreamPosition{}, ErrShutdown
 	}
 	if p.Message == nil || p.Message.Type == "" {
-		return fmt.Errorf("%w: message without a type", ErrBadMessage)
+		return StreamPosition{}, fmt.Errorf("%w: message without a type", ErrBadMessage)
 	}
-	_, err := m.hist.broker.PublishHistory(ctx, p, rule)
-	return err
+	return m.hist.broker.PublishHistory(ctx, p, rule)
 }
 
 // History reads the history of topic: the publications after since, oldest first, at most

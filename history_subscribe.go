@@ -278,6 +278,7 @@ func (c *Conn) planRecovery(ctx context.Context, h *heldTopic, recover map[strin
 	}
 	plan.last, plan.known = r.Position, true
 	res.setPosition(h.topic, r.Position)
+	c.m.seedLast(h.topic, r.Position)
 	if !asked {
 		return plan
 	}

@@ -333,6 +333,52 @@ func TestHistoryGoAPI(t *testing.T) {
 	}
 }
 
+// TestHistoryPublishWithPosition: the position returned is the one the subscribers get with
+// the message, and the one to recover from; topics without history and presence events get
+// none.
+func TestHistoryPublishWithPosition(t *testing.T) {
+	ts := startServer(t, Config{History: chatRules(100, time.Hour)})
+	ctx := context.Background()
+	c := ts.dial()
+	bcConnect(t, c)
+	histSubscribe(t, c, nil, "chat:1", "plain")
+	var got []StreamPosition
+	for i := 0; i < 3; i++ {
+		msg, _ := NewData("tick", map[string]int{"i": i})
+		pos, err := ts.m.PublishWithPosition(ctx, "chat:1", msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := c.expect(TypeData)
+		if p := posOf(t, w); p.Seq != pos.Seq || p.Epoch != pos.Epoch || pos.Seq != uint64(i+1) || pos.Epoch == "" {
+			t.Fatalf("PublishWithPosition returned %+v; the subscriber got %s", pos, w.raw)
+		}
+		got = append(got, pos)
+	}
+	// A client that loaded the state at the first position recovers exactly the others.
+	d := ts.dial()
+	bcConnect(t, d)
+	r := histSubscribe(t, d, map[string]histPos{"chat:1": {Seq: got[0].Seq, Epoch: got[0].Epoch}}, "chat:1")
+	if !r.Recovered["chat:1"] {
+		t.Fatalf("SUBSCRIBE_SUCCESS %+v: want recovered", r)
+	}
+	histExpect(t, d, "chat:1", got[0].Epoch, 2, 1, 2)
+
+	msg, _ := NewData("tick", nil)
+	if pos, err := ts.m.PublishWithPosition(ctx, "plain", msg); err != nil || pos != (StreamPosition{}) {
+		t.Fatalf("topic without history: %+v, %v; want the zero position", pos, err)
+	}
+	if w := c.expect(TypeData); w.Topic != "plain" {
+		t.Fatalf("got %s", w.raw)
+	}
+	if pos, err := ts.m.PublishWithPosition(ctx, "chat:1", &Message{Type: TypeJoin}); err != nil || pos != (StreamPosition{}) {
+		t.Fatalf("JOIN: %+v, %v; want the zero position", pos, err)
+	}
+	if _, err := ts.m.PublishWithPosition(ctx, "bad topic", msg); !errors.Is(err, ErrInvalidTopic) {
+		t.Fatalf("invalid topic: %v", err)
+	}
+}
+
 // TestHistoryManagerHistory: Manager.History reads positions and pages of publications.
 func TestHistoryManagerHistory(t *testing.T) {
 	ts := startServer(t, Config{History: chatRules(4, time.Hour)})

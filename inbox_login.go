@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/switchboardrt/switchboard/auth"
 )
 
 // At login, a user's first connection on a node takes the user's inbox and delivers what
@@ -16,6 +18,21 @@ import (
 //   - From registration until the kept messages are queued, the connection holds back the
 //     user messages delivered to it live (an inboxGate), and queues them right after the
 //     kept ones. Kept messages are thus never overtaken by live ones.
+
+// AuthenticateOptions are the options of Conn.AuthenticateWith.
+type AuthenticateOptions struct {
+	// Answer, when set, is called once the connection is authenticated as id, before the
+	// messages kept in the user's inbox are queued: a protocol queues its answer to the
+	// client there (with Send or SendFrame), so that the kept messages follow it.
+	Answer func(id *auth.Identity)
+}
+
+// AuthenticateWith is Authenticate with options: opts.Answer queues the protocol's answer
+// ahead of the messages kept for the user. The default protocol answers AUTHENTICATE this
+// way (AUTHENTICATE_SUCCESS, then the kept messages), and so does adapters/jsonrpc.
+func (c *Conn) AuthenticateWith(ctx context.Context, token string, opts AuthenticateOptions) (*auth.Identity, error) {
+	return c.authenticate(ctx, token, opts.Answer)
+}
 
 // inboxGate holds back a connection's live user messages while its inbox is delivered.
 type inboxGate struct {

@@ -31,6 +31,10 @@ type userShard struct {
 type topicShard struct {
 	mu sync.RWMutex
 	m  map[string]map[*Conn]struct{}
+	// last holds, for topics with history that have local subscribers, the position of the
+	// last publication delivered on this node (history_gap.go). An entry is made only while
+	// the topic is in m, and goes with it.
+	last map[string]*topicLast
 }
 
 type registry struct {
@@ -44,6 +48,7 @@ func (r *registry) init() {
 		r.conns[i].m = make(map[string]*Conn)
 		r.users[i].m = make(map[string][]*Conn)
 		r.topics[i].m = make(map[string]map[*Conn]struct{})
+		r.topics[i].last = make(map[string]*topicLast)
 	}
 }
 
@@ -163,6 +168,7 @@ func (r *registry) removeSub(topic string, c *Conn) (last bool) {
 		delete(set, c)
 		if len(set) == 0 {
 			delete(s.m, topic)
+			delete(s.last, topic)
 			last = true
 		}
 	}

@@ -20,6 +20,8 @@ type counters struct {
 	rateLimited   atomic.Uint64
 	authFailures  atomic.Uint64
 	errors        atomic.Uint64
+	gapsFilled    atomic.Uint64
+	gapsLost      atomic.Uint64
 }
 
 // Stats is a snapshot of a manager's counters since it was created.
@@ -39,6 +41,13 @@ type Stats struct {
 	RateLimited   uint64        // inbound messages dropped by the message rate limit
 	AuthFailures  uint64        // failed authentications
 	Errors        uint64        // errors reported to OnError
+	// GapsFilled counts publications of topics with history that the cluster broker did
+	// not deliver to this node, and that the node delivered from the history instead,
+	// before the next one (see docs/guarantees.md).
+	GapsFilled uint64
+	// GapsLost counts publications this node missed that the history no longer held: its
+	// subscribers saw a jump in seq.
+	GapsLost uint64
 }
 
 // Stats returns a snapshot of the manager's counters.
@@ -60,6 +69,8 @@ func (m *Manager) Stats() Stats {
 		RateLimited:   m.stats.rateLimited.Load(),
 		AuthFailures:  m.stats.authFailures.Load(),
 		Errors:        m.stats.errors.Load(),
+		GapsFilled:    m.stats.gapsFilled.Load(),
+		GapsLost:      m.stats.gapsLost.Load(),
 	}
 }
 

@@ -47,6 +47,12 @@
 //	switchboard_topics                               topics with a local subscriber
 //	switchboard_subscriptions                        (connection, topic) pairs
 //
+// Counters, with [Metrics.Watch]:
+//
+//	switchboard_history_gaps_filled_total            publications the broker lost on their way
+//	                                                 to this node, delivered from the history
+//	switchboard_history_gaps_lost_total              such publications the history no longer held
+//
 // docs/operations.md says what each means and which deserve alerts.
 //
 // # Label cardinality

@@ -66,6 +66,8 @@ func Example() {
 	// switchboard_fanout_recipients HISTOGRAM
 	//   target=all: count 1 sum 0
 	// switchboard_handshakes_rejected_total COUNTER
+	// switchboard_history_gaps_filled_total COUNTER
+	// switchboard_history_gaps_lost_total COUNTER
 	// switchboard_messages_in_total COUNTER
 	// switchboard_messages_out_total COUNTER
 	// switchboard_rate_limited_total COUNTER

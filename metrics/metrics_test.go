@@ -70,6 +70,8 @@ func TestConnectionLifecycle(t *testing.T) {
 		{"switchboard_fanout_recipients", []string{"target", "topic"}, 1},
 		{"switchboard_topics", nil, 1},
 		{"switchboard_subscriptions", nil, 1},
+		{"switchboard_history_gaps_filled_total", nil, 0},
+		{"switchboard_history_gaps_lost_total", nil, 0},
 		{"switchboard_rate_limited_total", nil, 0},
 		{"switchboard_handshakes_rejected_total", []string{"reason", "bad_handshake"}, 0},
 	} {

@@ -36,7 +36,9 @@ const noSubprotocol = "none"
 
 // Watch adds m to the managers whose state is read at each scrape, for the gauges
 // switchboard_connections{state}, switchboard_connections_by_subprotocol{subprotocol},
-// switchboard_topics and switchboard_subscriptions. With
+// switchboard_topics and switchboard_subscriptions, and for the counters
+// switchboard_history_gaps_filled_total and switchboard_history_gaps_lost_total (from
+// Manager.Stats: GapsFilled, GapsLost). With
 // several managers the figures add up; watching a manager twice has no effect. Before the
 // first Watch the gauges are not exported. A watched manager stays referenced by x.
 //
@@ -63,6 +65,8 @@ type managerCollector struct {
 	bySubproto    *prometheus.Desc
 	topics        *prometheus.Desc
 	subscriptions *prometheus.Desc
+	gapsFilled    *prometheus.Desc
+	gapsLost      *prometheus.Desc
 
 	mu       sync.Mutex
 	managers []*switchboard.Manager
@@ -82,6 +86,12 @@ func newManagerCollector() *managerCollector {
 			"Topics with at least one subscriber on this node.", nil, nil),
 		subscriptions: prometheus.NewDesc(namespace+"_subscriptions",
 			"Subscriptions, as (connection, topic) pairs, on this node.", nil, nil),
+		gapsFilled: prometheus.NewDesc(namespace+"_history_gaps_filled_total",
+			"Publications of topics with history that the broker did not deliver to this node, "+
+				"delivered from the history instead.", nil, nil),
+		gapsLost: prometheus.NewDesc(namespace+"_history_gaps_lost_total",
+			"Publications this node missed that the history no longer held: its subscribers saw "+
+				"a jump in seq.", nil, nil),
 	}
 }
 
@@ -90,6 +100,8 @@ func (c *managerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bySubproto
 	ch <- c.topics
 	ch <- c.subscriptions
+	ch <- c.gapsFilled
+	ch <- c.gapsLost
 }
 
 func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -110,6 +122,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		bySub[p] = 0
 	}
 	topics, subs := 0, 0
+	var filled, lost uint64
 	for _, m := range c.managers {
 		for s, n := range m.StateCounts() {
 			counts[s] += n
@@ -120,6 +133,8 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		st := m.Stats()
 		topics += st.Topics
 		subs += st.Subscriptions
+		filled += st.GapsFilled
+		lost += st.GapsLost
 	}
 	for s, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(n), stateLabel(s))
@@ -129,6 +144,8 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.topics, prometheus.GaugeValue, float64(topics))
 	ch <- prometheus.MustNewConstMetric(c.subscriptions, prometheus.GaugeValue, float64(subs))
+	ch <- prometheus.MustNewConstMetric(c.gapsFilled, prometheus.CounterValue, float64(filled))
+	ch <- prometheus.MustNewConstMetric(c.gapsLost, prometheus.CounterValue, float64(lost))
 }
 
 // subprotocolLabel returns the label value of a negotiated subprotocol, remembering the

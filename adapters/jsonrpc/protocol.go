@@ -76,7 +76,7 @@ func (p *protocol) OnMessage(ctx context.Context, c *switchboard.Conn, frame []b
 		return
 	}
 	if trimmed[0] != '[' {
-		if out := p.handle(ctx, c, trimmed); out != nil {
+		if out := p.handle(ctx, c, trimmed, true); out != nil {
 			p.send(c, out)
 		}
 		return
@@ -104,7 +104,7 @@ func (p *protocol) OnMessage(ctx context.Context, c *switchboard.Conn, frame []b
 				resp = errorResponse(r.ID, NewError(CodeRateLimited, "rate limited", nil))
 			}
 		} else {
-			resp = p.handle(ctx, c, entry)
+			resp = p.handle(ctx, c, entry, false)
 		}
 		if resp == nil {
 			continue
@@ -129,8 +129,11 @@ func (p *protocol) maxBatch() int {
 
 func (p *protocol) send(c *switchboard.Conn, frame []byte) { _ = c.SendFrame(frame) }
 
-// handle answers one request object and returns its response, or nil for none.
-func (p *protocol) handle(ctx context.Context, c *switchboard.Conn, raw []byte) []byte {
+// handle answers one request object and returns its response, or nil for none. single is
+// true for a request that came alone in its frame: its response may then be sent before
+// handle returns (authenticate does, ahead of the messages kept for the user), and handle
+// returns nil.
+func (p *protocol) handle(ctx context.Context, c *switchboard.Conn, raw []byte, single bool) []byte {
 	var r request
 	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &r) != nil {
 		c.CountIn("invalid", len(raw))
@@ -146,8 +149,16 @@ func (p *protocol) handle(ctx context.Context, c *switchboard.Conn, raw []byte) 
 	if bytes.Equal(params, []byte("null")) {
 		params = nil
 	}
-	result, err := p.call(ctx, c, method, params)
-	if id == nil { // a notification: no response, whatever happened
+	var answer func(result any) // sends the response at once
+	answered := false
+	if single && id != nil {
+		answer = func(result any) {
+			p.send(c, p.resultResponse(c, method, id, result))
+			answered = true
+		}
+	}
+	result, err := p.call(ctx, c, method, params, answer)
+	if id == nil || answered { // a notification gets no response, whatever happened
 		return nil
 	}
 	if err != nil {
@@ -156,6 +167,11 @@ func (p *protocol) handle(ctx context.Context, c *switchboard.Conn, raw []byte) 
 		}
 		return errorResponse(id, p.toError(c, method, err))
 	}
+	return p.resultResponse(c, method, id, result)
+}
+
+// resultResponse builds {"jsonrpc":"2.0","result":result,"id":id}.
+func (p *protocol) resultResponse(c *switchboard.Conn, method string, id json.RawMessage, result any) []byte {
 	b, merr := json.Marshal(result)
 	if merr != nil {
 		p.report(c, fmt.Errorf("jsonrpc: marshal result of %s: %w", method, merr))
@@ -169,15 +185,18 @@ func (p *protocol) handle(ctx context.Context, c *switchboard.Conn, raw []byte) 
 	return append(out, '}')
 }
 
-// call runs a method, recovering panics.
-func (p *protocol) call(ctx context.Context, c *switchboard.Conn, method string, params json.RawMessage) (result any, err error) {
+// call runs a method, recovering panics. answer, when not nil, may be used by authenticate
+// to send its result before it returns.
+func (p *protocol) call(ctx context.Context, c *switchboard.Conn, method string, params json.RawMessage, answer func(any)) (result any, err error) {
 	if method != MethodAuthenticate && p.m.Config().RequireAuth && c.Identity() == nil {
 		return nil, NewError(CodeUnauthorized, "unauthorized", "authenticate first")
 	}
 	var h HandlerFunc
 	switch method {
 	case MethodAuthenticate:
-		h = p.authenticate
+		h = func(ctx context.Context, c *switchboard.Conn, params json.RawMessage) (any, error) {
+			return p.authenticate(ctx, c, params, answer)
+		}
 	case MethodSubscribe:
 		h = p.subscribe
 	case MethodUnsubscribe:
@@ -270,12 +289,19 @@ func stringParam(params json.RawMessage, name string) (string, error) {
 	return v, nil
 }
 
-func (p *protocol) authenticate(ctx context.Context, c *switchboard.Conn, params json.RawMessage) (any, error) {
+// authenticate answers the authenticate method. With answer set, the result is sent as soon
+// as the connection is authenticated, before the messages kept in the user's inbox, which
+// follow it at once: a client can set up its handlers when the call returns.
+func (p *protocol) authenticate(ctx context.Context, c *switchboard.Conn, params json.RawMessage, answer func(any)) (any, error) {
 	token, err := stringParam(params, "token")
 	if err != nil {
 		return nil, err
 	}
-	id, err := c.Authenticate(ctx, token)
+	var opts switchboard.AuthenticateOptions
+	if answer != nil {
+		opts.Answer = func(id *auth.Identity) { answer(authResult(id)) }
+	}
+	id, err := c.AuthenticateWith(ctx, token, opts)
 	if err != nil {
 		if errors.Is(err, switchboard.ErrClosed) {
 			return nil, err
@@ -287,11 +313,16 @@ func (p *protocol) authenticate(ctx context.Context, c *switchboard.Conn, params
 		}
 		return nil, NewError(CodeUnauthorized, "unauthorized", map[string]string{"reason": authReason(err)})
 	}
+	return authResult(id), nil
+}
+
+// authResult is the result of a successful authenticate: {"user_id", "expires_at"}.
+func authResult(id *auth.Identity) map[string]any {
 	out := map[string]any{"user_id": id.UserID}
 	if !id.ExpiresAt.IsZero() {
 		out["expires_at"] = id.ExpiresAt.Unix()
 	}
-	return out, nil
+	return out
 }
 
 // authReason is the reason sent in an authenticate error's data.

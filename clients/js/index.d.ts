@@ -148,7 +148,10 @@ export interface SwitchboardOptions {
   /**
    * After a reconnect, ask the server to recover what was published to topics with history
    * while the client was away (SUBSCRIBE "recover"), and report it with the `recovery`
-   * event. Default true.
+   * event. Also, when a topic's publications jump past the next seq (the server lost some
+   * and could not fill the gap), hold that publication back and subscribe again with
+   * recover (UNSUBSCRIBE, SUBSCRIBE), so that the handlers get every seq in order or a
+   * `recovery` event with `recovered: false`. Default true; false delivers jumps as they come.
    */
   recover?: boolean
   /** Timer function, for tests. Default: the global setTimeout. */
@@ -202,7 +205,10 @@ export interface SubscribeOptions {
   since?: StreamPosition
 }
 
-/** The argument of the `recovery` event. */
+/**
+ * The argument of the `recovery` event: after a reconnect, after a subscribe with `since`,
+ * and after a jump in a topic's seq (then `since` is the last position the handlers got).
+ */
 export interface RecoveryInfo {
   topic: string
   /**

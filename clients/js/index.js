@@ -355,7 +355,7 @@ export class Switchboard {
     const sub = new Subscription(this, topic, handler)
     let rec = this._subs.get(topic)
     if (!rec) {
-      rec = { subs: new Set(), status: 'pending', position: toPosition(options?.since) }
+      rec = { subs: new Set(), status: 'pending', position: toPosition(options?.since), resyncing: false }
       this._subs.set(topic, rec)
     }
     rec.subs.add(sub)
@@ -439,8 +439,8 @@ export class Switchboard {
    * - `close`: `({code, reason, reconnect, delay})` when a connection ends;
    * - `authenticated`: `({userId, expiresAt, refreshed})` after every successful AUTHENTICATE;
    * - `recovery`: `({topic, recovered, since, position})` when the server answers a SUBSCRIBE
-   *   that asked to recover a topic from position `since` (after a reconnect, or with the
-   *   `since` option): `recovered` is true when the server sends every publication missed
+   *   that asked to recover a topic from position `since` (after a reconnect, with the
+   *   `since` option, or after a jump in the topic's seq): `recovered` is true when the server sends every publication missed
    *   since then, false when some are lost (the history expired, was trimmed, or the gap is
    *   over the server's limit) and the application should reload the topic's state;
    *   `position` is the topic's latest position on the server when it answered;
@@ -715,7 +715,10 @@ export class Switchboard {
     this._pingInterval = 0
     for (const t of [this._connectTimer, this._watchdog]) if (t !== null) this._clearTimeout(t)
     this._connectTimer = this._watchdog = null
-    for (const rec of this._subs.values()) rec.status = 'pending'
+    for (const rec of this._subs.values()) {
+      rec.status = 'pending'
+      rec.resyncing = false
+    }
     const lost = new SwitchboardError('disconnected', `connection closed (${code}) before the reply`, { closeCode: code })
     for (const [id, entry] of this._pending) {
       if (entry.sent) {
@@ -874,8 +877,12 @@ export class Switchboard {
       const entry = this._pending.get(cid)
       this._pending.delete(cid)
       entry.finish()
-      if (msg.type === 'ERROR') entry.reject(serverError(payload, entry.type))
-      else entry.resolve(msg)
+      if (msg.type === 'ERROR') {
+        entry.reject(serverError(payload, entry.type))
+      } else {
+        entry.onReply(msg) // at once: the messages that follow in the same frame depend on it
+        entry.resolve(msg)
+      }
       return
     } else if (msg.type === 'ERROR') {
       const err = serverError(payload)
@@ -915,32 +922,22 @@ export class Switchboard {
       for (const [t, rec] of recs) if (rec.position) since.set(t, { ...rec.position })
       if (since.size > 0) payload.recover = Object.fromEntries(since)
     }
-    this._call('SUBSCRIBE', payload).then(
+    // SUBSCRIBE_SUCCESS is taken in as it arrives, before the publications that follow it
+    // (the recovered ones, in the same frame with batching), whose positions depend on it.
+    const onSuccess = (reply) => {
+      if (reply.type === 'SUBSCRIBE_SUCCESS') this._subscribed(recs, since, reply.payload)
+    }
+    this._call('SUBSCRIBE', payload, onSuccess).then(
       (reply) => {
-        if (gen !== this._gen) return
-        const p = isObject(reply.payload) ? reply.payload : {}
-        if (reply.type === 'SUBSCRIBE_SUCCESS') {
-          const recovered = isObject(p.recovered) ? p.recovered : {}
-          const positions = isObject(p.positions) ? p.positions : {}
-          for (const [t, rec] of recs) {
-            if (this._subs.get(t) !== rec) continue
-            rec.status = 'active'
-            const ok = recovered[t] === true
-            const position = toPosition(positions[t])
-            this._subscribedAt(rec, position, ok)
-            for (const sub of rec.subs) sub._confirm()
-            if (since.has(t) && t in recovered) {
-              this._emit('recovery', { topic: t, recovered: ok, since: since.get(t), position })
-            }
-          }
-          return
-        }
+        if (gen !== this._gen || reply.type === 'SUBSCRIBE_SUCCESS') return
         // SUBSCRIBE_FAILURE: all or nothing. Drop the refused topics, retry the others.
+        const p = isObject(reply.payload) ? reply.payload : {}
         const refused = Array.isArray(p.subscriptions) ? p.subscriptions.map(String) : [...recs.keys()]
         const reasons = isObject(p.errors) ? p.errors : {}
         const retry = []
         for (const [t, rec] of recs) {
           if (this._subs.get(t) !== rec) continue
+          rec.resyncing = false
           if (!refused.includes(t)) {
             rec.status = 'pending'
             retry.push(t)
@@ -956,23 +953,72 @@ export class Switchboard {
       },
       (err) => {
         if (gen !== this._gen) return
-        for (const [t, rec] of recs) if (this._subs.get(t) === rec) rec.status = 'pending'
+        for (const [t, rec] of recs) {
+          if (this._subs.get(t) !== rec) continue
+          rec.status = 'pending'
+          rec.resyncing = false
+        }
         if (err.code !== 'disconnected') this._reportError(err) // restored on the next connection
       },
     )
   }
 
-  // _advance notes the position of a topic publication. It returns false for a duplicate:
-  // a publication at or before the topic's position in the same epoch, which the client has
-  // had already (a recovery and the live stream may overlap).
+  // _subscribed takes in a SUBSCRIBE_SUCCESS for recs: the topics are live, at the positions
+  // it gives, and the `recovery` event reports each recovery that was asked.
+  _subscribed(recs, since, payload) {
+    const p = isObject(payload) ? payload : {}
+    const recovered = isObject(p.recovered) ? p.recovered : {}
+    const positions = isObject(p.positions) ? p.positions : {}
+    for (const [t, rec] of recs) {
+      if (this._subs.get(t) !== rec) continue
+      const resync = rec.resyncing
+      rec.status = 'active'
+      rec.resyncing = false
+      const ok = recovered[t] === true
+      const position = toPosition(positions[t])
+      this._subscribedAt(rec, position, ok)
+      // A resubscription after a jump that recovered nothing and got no position (the
+      // server could not read the history): go on from the next publication, whatever it is.
+      if (resync && !ok && !position) rec.position = null
+      for (const sub of rec.subs) sub._confirm()
+      if (since.has(t) && t in recovered) {
+        this._emit('recovery', { topic: t, recovered: ok, since: since.get(t), position })
+      }
+    }
+  }
+
+  // _advance notes the position of a topic publication. It returns false for a publication
+  // the handlers must not get: a duplicate (at or before the topic's position in the same
+  // epoch: a recovery and the live stream may overlap), one after a jump in seq (see
+  // _resync), and those of a subscription being replaced after a jump.
   _advance(msg) {
     if (typeof msg.topic !== 'string' || msg.topic === '') return true
     const rec = this._subs.get(msg.topic)
     const pos = toPosition(msg)
     if (!rec || !pos) return true
-    if (rec.position && rec.position.epoch === pos.epoch && pos.seq <= rec.position.seq) return false
+    if (rec.resyncing) return false // the new subscription recovers it, in order
+    const own = rec.position
+    if (own && own.epoch === pos.epoch && pos.seq <= own.seq) return false
+    if (own && rec.status === 'active' && this._recover && jumps(own, pos)) {
+      this._resync(msg.topic, rec, own.epoch === pos.epoch ? own : { seq: 0, epoch: pos.epoch })
+      return false
+    }
     rec.position = pos
     return true
+  }
+
+  // _resync replaces the subscription to topic, whose publications jumped past the client's
+  // position (the server lost some and could not fill the gap from the history), by one
+  // that recovers from since: UNSUBSCRIBE, then SUBSCRIBE with recover. The handlers get the
+  // missed publications in order if the history still has them; otherwise the `recovery`
+  // event says recovered: false and the application reloads. Until the answer, the old
+  // subscription's publications are dropped: the new one sends them again.
+  _resync(topic, rec, since) {
+    rec.position = { ...since }
+    rec.resyncing = true
+    rec.status = 'sent'
+    this._call('UNSUBSCRIBE', { subscriptions: [topic] }).catch(noop)
+    this._sendSubscribe([topic])
   }
 
   // _subscribedAt takes the position a SUBSCRIBE_SUCCESS gave for a topic: the stream's
@@ -998,17 +1044,19 @@ export class Switchboard {
   }
 
   // _call sends a control message on the current socket at once and waits for its reply.
-  _call(type, payload) {
+  // onReply, if given, is called with the reply as soon as it is read (not an ERROR), before
+  // the messages after it.
+  _call(type, payload, onReply) {
     const msg = { type, id: this._nextId(), payload }
-    const promise = this._track(msg.id, type, this._requestTimeout)
+    const promise = this._track(msg.id, type, this._requestTimeout, onReply)
     this._sendTracked(msg)
     return promise
   }
 
   // _track registers a request awaiting its reply.
-  _track(id, type, timeout) {
+  _track(id, type, timeout, onReply = noop) {
     return new Promise((resolve, reject) => {
-      const entry = { type, resolve, reject, sent: false, timer: null, finish: noop }
+      const entry = { type, resolve, reject, onReply, sent: false, timer: null, finish: noop }
       if (timeout > 0) {
         entry.timer = this._setTimeout(() => {
           if (!this._pending.has(id)) return
@@ -1125,6 +1173,14 @@ function eventName(event) {
 
 function isObject(v) {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+// jumps reports whether pos, a publication's position, skips publications after own, the
+// last position the client has: a seq beyond the next one in the same epoch, or beyond the
+// first one of a new epoch.
+function jumps(own, pos) {
+  if (pos.epoch === own.epoch) return pos.seq > own.seq + 1
+  return pos.seq > 1
 }
 
 // toPosition returns v's {seq, epoch} when v holds a valid history position (a message, a

@@ -2,12 +2,12 @@
 // that was away gets exactly what it missed, in order, and says whether it could.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
 
 import { Switchboard } from '../index.js'
-import { Inbox, startServer, untilState, waitFor } from './helpers.js'
+import { Inbox, sleep, startServer, untilState, waitFor } from './helpers.js'
 
 const IN_CI = /^(1|true|yes)$/i.test(process.env.CI || '')
 
@@ -223,6 +223,133 @@ describe('history recovery across nodes (Redis)', () => {
     assert.deepEqual(w.ns(), range(1, 13))
     assert.deepEqual(w.got.items.map(([, m]) => m.seq), range(1, 13)) // a fresh stream: seq = n
     await waitFor(async () => (await c.health()).connections === 1, 2000, 'the client on C')
+    client.close()
+  })
+})
+
+// cutProxy forwards TCP connections to target (host, port). cut() closes every connection it
+// carries and refuses new ones until restore(): the server behind it loses Redis while the
+// others keep it.
+async function cutProxy(target) {
+  const conns = new Set()
+  let down = false
+  const server = createServer((client) => {
+    if (down) return client.destroy()
+    const upstream = connect(target.port, target.host)
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      conns.add(a)
+      a.on('error', () => b.destroy())
+      a.on('close', () => {
+        conns.delete(a)
+        b.destroy()
+      })
+    }
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    port: server.address().port,
+    cut() {
+      down = true
+      for (const c of conns) c.destroy()
+    },
+    restore() {
+      down = false
+    },
+    close: () => new Promise((r) => server.close(r)),
+  }
+}
+
+// count counts the occurrences of text in s.
+const count = (s, text) => s.split(text).length - 1
+
+describe('gaps between nodes (Redis)', () => {
+  const redisURL = new URL(process.env.REDIS_URL || 'redis://127.0.0.1:6379/0')
+  const prefix = `sbtest:js:gap:${randomBytes(4).toString('hex')}`
+  const common = ['--broker-prefix', prefix, '--history', 'news:*', '--history-size', '3']
+  let a
+  let b
+  let proxy
+  let unavailable = null
+  before(async () => {
+    if (!(await redisReachable(redisURL.href))) {
+      unavailable = `Redis unreachable at ${redisURL.href} (set REDIS_URL, or start redis-server)`
+      return
+    }
+    proxy = await cutProxy({ host: redisURL.hostname, port: Number(redisURL.port || 6379) })
+    const viaProxy = new URL(redisURL.href)
+    viaProxy.hostname = '127.0.0.1'
+    viaProxy.port = String(proxy.port)
+    a = await startServer({ args: ['--broker', redisURL.href, ...common] })
+    b = await startServer({ args: ['--broker', viaProxy.href, ...common, '--log-level', 'info'] })
+  })
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()])
+    await proxy?.close()
+  })
+
+  // missOnB cuts node B off Redis while publish runs on node A, then waits until B's
+  // Pub/Sub connections are back (and subscribed again).
+  async function missOnB(publishMissed) {
+    const lost = 'pub/sub connection lost'
+    const restored = 'pub/sub connection restored'
+    const lostBefore = count(b.stderr, lost)
+    const restoredBefore = count(b.stderr, restored)
+    proxy.cut()
+    await waitFor(() => count(b.stderr, lost) > lostBefore, 5000, 'node B to lose Redis')
+    await sleep(200) // every Pub/Sub connection of B notices at once: the proxy closed them all
+    await publishMissed()
+    proxy.restore()
+    await waitFor(
+      () => count(b.stderr, restored) - restoredBefore >= count(b.stderr, lost) - lostBefore,
+      20000,
+      'node B to be back on Redis',
+    )
+  }
+
+  it('a node that missed publications delivers them from the history: no jump, no resubscription', async (t) => {
+    if (unavailable) {
+      if (IN_CI) assert.fail(`${unavailable}; CI=true, so this may not be skipped`)
+      t.skip(unavailable)
+      return
+    }
+    const client = newClient(b.wsURL)
+    const w = watch(client, 'news:fill')
+    await w.sub.ready
+    await publish(a, 'news:fill', 1, 1)
+    await w.got.next((n) => n === 1)
+    await missOnB(() => publish(a, 'news:fill', 2, 3))
+    await publish(a, 'news:fill', 4, 4)
+    await w.got.next((n) => n === 4, 10000)
+    assert.deepEqual(w.ns(), [1, 2, 3, 4])
+    assert.deepEqual(w.got.items.map(([, m]) => m.seq), [1, 2, 3, 4])
+    assert.deepEqual(w.recoveries.items, [], 'the client had nothing to recover')
+    client.close()
+  })
+
+  it('when the history lost them too, the client resubscribes and reports recovered: false', async (t) => {
+    if (unavailable) {
+      if (IN_CI) assert.fail(`${unavailable}; CI=true, so this may not be skipped`)
+      t.skip(unavailable)
+      return
+    }
+    const client = newClient(b.wsURL)
+    const w = watch(client, 'news:lost')
+    await w.sub.ready
+    await publish(a, 'news:lost', 1, 1)
+    await w.got.next((n) => n === 1)
+    const since = client.position('news:lost')
+    await missOnB(() => publish(a, 'news:lost', 2, 6)) // the history keeps 4, 5, 6
+    await publish(a, 'news:lost', 7, 7) // B fills 5, 6 and delivers 7: the client sees 1 → 5
+    const [info] = await w.recoveries.next(() => true, 10000)
+    assert.equal(info.recovered, false)
+    assert.deepEqual(info.since, since)
+    assert.deepEqual(info.position, { seq: 7, epoch: since.epoch })
+    await publish(a, 'news:lost', 8, 8)
+    await w.got.next((n) => n === 8)
+    assert.deepEqual(w.ns(), [1, 8], 'nothing after the jump reached the handler before the answer')
+    assert.deepEqual(client.position('news:lost'), { seq: 8, epoch: since.epoch })
     client.close()
   })
 })

@@ -324,6 +324,29 @@ describe('authentication and subscriptions', () => {
     client.close()
   })
 
+  it('messages batched right behind AUTHENTICATE_SUCCESS reach handlers registered before connecting', async () => {
+    const { client, sock, log } = setup({ getToken: () => 'tok' })
+    const early = []
+    const late = []
+    client.on('notification', (p) => early.push(p.n))
+    client.on('authenticated', () => client.on('notification', (p) => late.push(p.n)))
+    client.connect()
+    sock().open()
+    await flush()
+    sock().reply('CONNECT', 'CONNECT_ACK', { client_id: 'c1', requires_auth: false, ping_interval: 25 })
+    await flush()
+    const req = sock().last('AUTHENTICATE')
+    const kept = [1, 2].map((n) => ({ type: 'NOTIFICATION', payload: { n }, id: `k${n}`, timestamp: 1 }))
+    const ok = { type: 'AUTHENTICATE_SUCCESS', payload: { user_id: '42' }, id: 'a', timestamp: 1, correlation_id: req.id }
+    sock().receive([ok, ...kept].map((m) => JSON.stringify(m)).join('\n'))
+    await flush()
+    assert.equal(client.state, 'authenticated')
+    assert.deepEqual(early, [1, 2])
+    assert.deepEqual(late, [], 'a handler added on authenticated comes too late for them')
+    assert.deepEqual(log.errors, [])
+    client.close()
+  })
+
   it('authenticates when the server requires it, and stops without getToken', async () => {
     const { client, clock, WS, sock, log } = setup()
     client.connect()
@@ -832,6 +855,84 @@ describe('history recovery', () => {
     t.sock().receive(pub('news', 6, 'e'))
     await reconnect(t)
     assert.equal(t.sock().last('SUBSCRIBE').payload.recover, undefined)
+    t.client.close()
+  })
+
+  it('on a jump in seq, resubscribes with recover and gets the missed publications in order', async () => {
+    const t = await connected(['news', 'plain'], { positions: { news: { seq: 4, epoch: 'e' } } })
+    t.sock().receive(pub('news', 5, 'e'))
+    t.sock().receive(pub('news', 8, 'e')) // 6 and 7 lost on the way
+    t.sock().receive(pub('news', 9, 'e')) // the old subscription goes on until UNSUBSCRIBE
+    t.sock().receive({ type: 'JOIN', payload: { n: 'j' }, topic: 'news' }) // no position: passes
+    assert.deepEqual(t.got, ['news:5', 'news:j'])
+    assert.deepEqual(t.client.position('news'), { seq: 5, epoch: 'e' })
+    const sent = t.sock().sent.slice(-2)
+    assert.deepEqual(sent.map((m) => [m.type, m.payload]), [
+      ['UNSUBSCRIBE', { subscriptions: ['news'] }],
+      ['SUBSCRIBE', { subscriptions: ['news'], recover: { news: { seq: 5, epoch: 'e' } } }],
+    ])
+    t.sock().reply('UNSUBSCRIBE', 'UNSUBSCRIBE_ACK', { subscriptions: ['news'] })
+    // The answer and the recovered publications in one batch frame: they go in order.
+    const req = t.sock().last('SUBSCRIBE')
+    const success = { type: 'SUBSCRIBE_SUCCESS', id: 's', timestamp: 1, correlation_id: req.id,
+      payload: { subscriptions: ['news'], recovered: { news: true }, positions: { news: { seq: 9, epoch: 'e' } } } }
+    t.sock().receive([success, ...[6, 7, 8, 9, 10].map((seq) => pub('news', seq, 'e'))].map((m) => JSON.stringify(m)).join('\n'))
+    await flush()
+    assert.deepEqual(t.got, ['news:5', 'news:j', 'news:6', 'news:7', 'news:8', 'news:9', 'news:10'])
+    assert.deepEqual(t.recoveries, [{ topic: 'news', recovered: true, since: { seq: 5, epoch: 'e' }, position: { seq: 9, epoch: 'e' } }])
+    assert.deepEqual(t.client.position('news'), { seq: 10, epoch: 'e' })
+    assert.equal(t.sock().sentOf('SUBSCRIBE').length, 2, 'one resubscription')
+    assert.deepEqual(t.log.errors, [])
+    t.client.close()
+  })
+
+  it('on a jump it cannot recover, reports recovered: false and goes on from the server position', async () => {
+    const t = await connected(['news'], { positions: { news: { seq: 1, epoch: 'e' } } })
+    t.sock().receive(pub('news', 4, 'e'))
+    t.sock().reply('UNSUBSCRIBE', 'UNSUBSCRIBE_ACK', { subscriptions: ['news'] })
+    const req = t.sock().last('SUBSCRIBE')
+    assert.deepEqual(req.payload.recover, { news: { seq: 1, epoch: 'e' } })
+    const success = { type: 'SUBSCRIBE_SUCCESS', id: 's', timestamp: 1, correlation_id: req.id,
+      payload: { subscriptions: ['news'], recovered: { news: false }, positions: { news: { seq: 4, epoch: 'e' } } } }
+    // Live publications right behind the answer, in the same frame, are not taken for a jump.
+    t.sock().receive([success, pub('news', 5, 'e')].map((m) => JSON.stringify(m)).join('\n'))
+    await flush()
+    t.sock().receive(pub('news', 6, 'e'))
+    assert.deepEqual(t.got, ['news:5', 'news:6'])
+    assert.deepEqual(t.recoveries, [{ topic: 'news', recovered: false, since: { seq: 1, epoch: 'e' }, position: { seq: 4, epoch: 'e' } }])
+    assert.equal(t.sock().sentOf('SUBSCRIBE').length, 2)
+    t.client.close()
+  })
+
+  it('on a new epoch that does not start at seq 1, recovers it from its start', async () => {
+    const t = await connected(['news'], { positions: { news: { seq: 7, epoch: 'old' } } })
+    t.sock().receive(pub('news', 1, 'new')) // a new epoch from seq 1: fine
+    t.sock().receive(pub('news', 2, 'new'))
+    t.sock().receive(pub('news', 1, 'newer'))
+    assert.deepEqual(t.got, ['news:1', 'news:2', 'news:1'])
+    assert.equal(t.sock().sentOf('SUBSCRIBE').length, 1, 'no resubscription')
+    t.sock().receive(pub('news', 3, 'newest')) // 1 and 2 of that epoch lost
+    assert.deepEqual(t.sock().last('SUBSCRIBE').payload.recover, { news: { seq: 0, epoch: 'newest' } })
+    t.client.close()
+  })
+
+  it('a jump while the resubscription is in flight, or a drop, does not pile up requests', async () => {
+    const t = await connected(['news'], { positions: { news: { seq: 1, epoch: 'e' } } })
+    t.sock().receive(pub('news', 3, 'e'))
+    t.sock().receive(pub('news', 5, 'e'))
+    assert.equal(t.sock().sentOf('SUBSCRIBE').length, 2)
+    assert.deepEqual(t.got, [])
+    await reconnect(t) // the resubscription is lost with the socket: the reconnect recovers
+    assert.deepEqual(t.sock().last('SUBSCRIBE').payload.recover, { news: { seq: 1, epoch: 'e' } })
+    assert.equal(t.sock().sentOf('SUBSCRIBE').length, 1)
+    t.client.close()
+  })
+
+  it('with recover: false, a jump is delivered as it is', async () => {
+    const t = await connected(['news'], { positions: { news: { seq: 1, epoch: 'e' } } }, { recover: false })
+    t.sock().receive(pub('news', 4, 'e'))
+    assert.deepEqual(t.got, ['news:4'])
+    assert.equal(t.sock().sentOf('UNSUBSCRIBE').length, 0)
     t.client.close()
   })
 
