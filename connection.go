@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,31 +32,38 @@ type Conn struct {
 	ep       *endpoint
 	ws       *websocket.Conn
 	remoteIP string
-
-	state    stateBox
 	identity atomic.Pointer[auth.Identity]
+
+	// The small fields are packed together: an idle server holds one Conn per client.
+	state    stateBox
+	batch    bool // negotiated SubprotocolV1Batch
+	gone     bool // unregistered: no new subscriptions; guarded by subMu
+	prefixed bool // the client's first bytes came with the handshake (idle.go)
 
 	// Send queue, guarded by mu.
 	mu           sync.Mutex
 	queue        [][]byte
-	writing      bool
-	closeReq     bool // a close was requested; nothing more is queued
 	closeCode    int
 	closeReason  string
 	authFailures int
 	handlers     *Router // per-connection handlers, created on first use
+	writing      bool
+	closeReq     bool // a close was requested; nothing more is queued
+
+	// Idle read side (idle.go), guarded by mu: parked means no goroutine reads the socket and
+	// the idle poller watches it, in slot pslot-1 (0: none) of generation pgen.
+	parked bool
+	pslot  uint32
+	pgen   uint32
 
 	// Subscriptions, guarded by subMu (taken before any registry lock).
 	subMu sync.Mutex
 	subs  []string
-	gone  bool // unregistered: no new subscriptions
 
-	nc   net.Conn        // the hijacked network connection, for closeTransport
+	sock sockConn        // the hijacked network connection (idle.go)
 	cork corkWriter      // gathers a batch's frames into one write, when leanWriter set it up
-	br   *bufio.Reader   // the socket's read buffer when leanWriter provided it
-	raw  syscall.RawConn // the socket, for waitReadable; nil when unavailable
-
-	batch bool // negotiated SubprotocolV1Batch
+	br   *bufio.Reader   // the socket's read buffer when leanWriter provided it (readbuf.go)
+	raw  syscall.RawConn // the socket, for the idle read side (idle.go); nil when unavailable
 
 	limiter *rate.Limiter
 	strikes *rate.Limiter // rejected messages; created on the first one
@@ -383,8 +389,8 @@ func (c *Conn) kill(code int, reason string) {
 // that has stopped reading cannot hold anything up; the library's own goroutines see the
 // closed socket and end.
 func (c *Conn) closeTransport() {
-	if c.nc != nil {
-		_ = c.nc.Close()
+	if c.sock.Conn != nil {
+		_ = c.sock.Close()
 		return
 	}
 	c.m.wg.Add(1)
@@ -418,24 +424,10 @@ func (c *Conn) setState(to State) bool {
 	return true
 }
 
-// readLoop is the connection's read side. On sockets that support waitReadable it runs in
-// two alternating goroutines: an idle one that only waits for the client to send something
-// (a shallow call chain that never grows its stack past the minimum), and a busy one that
-// reads and handles messages (whose stack grows as handlers need) and hands back to a fresh
-// idle one once nothing is left to read. An idle connection thus keeps only a minimal
-// stack, however deep its last message's handling went. The manager's WaitGroup counts the
-// read side once, from the upgrade to finish.
-func (c *Conn) readLoop() {
-	if c.raw == nil {
-		c.readMessages()
-		return
-	}
-	c.waitReadable()
-	go c.readMessages()
-}
-
-// readMessages reads and handles messages until none is waiting (then it starts an idle
-// readLoop and returns) or the connection ends (then it unregisters the connection).
+// readMessages reads and handles messages until none is waiting (then it hands the idle
+// connection over, see rest in idle.go, and returns) or the connection ends (then it
+// unregisters the connection). Its stack grows as the handlers need; exiting when idle gives
+// it back.
 func (c *Conn) readMessages() {
 	var err error
 	for {
@@ -454,12 +446,12 @@ func (c *Conn) readMessages() {
 		if c.state.load().Live() && c.allow() {
 			c.ep.protocol.OnMessage(c.m.ctx, c, data, typ == websocket.MessageBinary)
 		} // else closing: drain what the client still sends
-		if c.raw != nil && c.idle() {
-			go c.readLoop()
+		if c.raw != nil && c.idle() && c.rest() {
 			return
 		}
 	}
 	c.finish(err)
+	c.releaseIdle()
 	c.m.wg.Done()
 }
 

@@ -43,6 +43,10 @@ type Manager struct {
 	wg     sync.WaitGroup // connection goroutines
 	sweep  chan struct{}  // closed when the sweeper exits
 	stats  counters
+
+	idleOnce sync.Once   // starts idle
+	idle     *idlePoller // watches idle connections' sockets; nil when unavailable (idle.go)
+	readers  sync.Pool   // *bufio.Reader of Config.ReadBufferSize, lent to readers (readbuf.go)
 }
 
 // New returns a Manager configured by cfg (see Config for the defaults).
@@ -342,7 +346,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f(c)
 	}
 	started = true
-	go c.readLoop()
+	c.startReading()
 	if m.closed.Load() {
 		// Shutdown began while this connection was being set up and may have missed it.
 		c.Close(CloseGoingAway, "server shutting down")
@@ -416,6 +420,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.cancel()
 	<-m.sweep
+	m.stopIdlePoller()
 	if cerr := m.broker.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
