@@ -23,9 +23,10 @@ var background = context.Background()
 
 // Conn is one live client connection. Its methods are safe for concurrent use.
 //
-// A connection has one goroutine reading from its socket and, only while something is
-// queued for it, one goroutine writing; messages sent to it go through a bounded queue, so a
-// slow client never blocks the sender (it is closed with 1013 instead).
+// A connection has a goroutine reading from its socket only while the client is sending
+// (idle.go) and, only while something is queued for it, one goroutine writing; messages sent
+// to it go through a bounded queue, so a slow client never blocks the sender (it is closed
+// with 1013 instead).
 type Conn struct {
 	id       string
 	m        *Manager
