@@ -26,7 +26,9 @@ import (
 // several endpoints in different wire formats (see Endpoint); a broadcast reaches the
 // clients of all of them.
 //
-// A Manager starts one background goroutine (the keepalive sweeper); Shutdown stops it.
+// A Manager starts one background goroutine (the keepalive sweeper) and, on Linux, another
+// for its idle connections when the first one connects (idlepoll_linux.go); Shutdown stops
+// them.
 type Manager struct {
 	cfg    Config
 	router *Router
