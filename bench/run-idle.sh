@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # run-idle.sh: idle memory per connection of Switchboard against the floor (bench/floor), and
-# optionally against an earlier commit of Switchboard, in the same run: the variants
+# optionally against earlier commits of Switchboard, in the same run: the variants
 # alternate (their order rotates from repeat to repeat), one fresh server process per run,
 # medians over the repeats. Writes bench/results/idle-<date>.md (raw results next to it as
 # .jsonl) and prints the tables.
 #
 #   bench/run-idle.sh                      # 10k and 1k idle connections, 3 repeats (~4 min)
 #   BEFORE=3a85ac7 bench/run-idle.sh       # also that commit's server, built from git
+#   BEFORE="3a85ac7 cb95e6e" bench/run-idle.sh   # several commits: one variant each
 #   TP=1 bench/run-idle.sh                 # also flat-out fan-out at 1k and 10k subscribers
 #   ALT_FLAGS="--read-buffer-size 256" bench/run-idle.sh   # also the server with these flags
 #
@@ -52,14 +53,17 @@ log "building into $tmp"
 go build -o "$tmp/switchboard" ./cmd/switchboard || exit 1
 go build -o "$tmp/floor" ./bench/floor || exit 1
 go build -o "$tmp/loadgen" ./bench/loadgen || exit 1
-variants=(floor switchboard)
-if [ -n "$BEFORE" ]; then
-	before=$(git rev-parse --short "$BEFORE") || exit 1
-	mkdir "$tmp/src"
-	git archive "$before" | tar -x -C "$tmp/src" || exit 1
-	(cd "$tmp/src" && go build -o "$tmp/before" ./cmd/switchboard) || exit 1
-	variants=(floor before switchboard)
-fi
+variants=(floor)
+befores=
+for rev in $BEFORE; do
+	rev=$(git rev-parse --short "$rev") || exit 1
+	mkdir "$tmp/src-$rev"
+	git archive "$rev" | tar -x -C "$tmp/src-$rev" || exit 1
+	(cd "$tmp/src-$rev" && go build -o "$tmp/bin-$rev" ./cmd/switchboard) || exit 1
+	variants+=("$rev")
+	befores="$befores $rev"
+done
+variants+=(switchboard)
 [ -n "$ALT_FLAGS" ] && variants+=(alt)
 
 secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
@@ -94,7 +98,7 @@ run_one() {
 		;;
 	*)
 		local bin=$tmp/switchboard extra=
-		[ "$variant" = before ] && bin=$tmp/before
+		[ -x "$tmp/bin-$variant" ] && bin=$tmp/bin-$variant
 		[ "$variant" = alt ] && extra=$ALT_FLAGS
 		# shellcheck disable=SC2086 # SERVER_FLAGS and extra are lists of words
 		"$bin" --addr "$addr" "${sb_flags[@]}" $SERVER_FLAGS $extra >"$tmp/server.log" 2>&1 &
@@ -167,7 +171,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo "**Server and load generator share the same $(nproc) CPU cores**; loopback only. Each cell: median over"
 	echo "the repeats (range in parentheses); ratios are of the medians, to the floor of the same run."
 	echo
-	echo "- switchboard: commit $commit$([ -n "$BEFORE" ] && echo "; before: commit $before")$([ -n "$ALT_FLAGS" ] && echo "; alt: the same with flags $ALT_FLAGS"), $(go version | cut -d' ' -f3), $REPEATS repeat(s), $elapsed s in all"
+	echo "- switchboard: commit $commit$([ -n "$befores" ] && echo "; earlier commits:$befores")$([ -n "$ALT_FLAGS" ] && echo "; alt: switchboard with flags $ALT_FLAGS"), $(go version | cut -d' ' -f3), $REPEATS repeat(s), $elapsed s in all"
 	echo "- server flags \`$(echo "${sb_flags[*]} $SERVER_FLAGS" | sed "s/$secret/…/; s/$apikey/…/")\`; idle: settle $SETTLE; throughput: $DURATION, window $WINDOW"
 	echo "- CPU busy with other work (2 s samples, in cores): $quiet_before before the runs, $quiet_after after"
 	echo
@@ -185,19 +189,19 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	   | ($all | map(select(.mode == "idle" and .conns == $n))) as $rows
 	   | ($rows | map(select(.variant == "floor"))) as $fl
 	   | "### Idle, \($n) connections\n\n| variant | RSS per connection, KiB | ratio to the floor | server CPU per connection set up, µs |\n|---|---|---|---|\n"
-	     + ([($rows | map(.variant) | unique)[] as $v | ($rows | map(select(.variant == $v))) as $r
+	     + ([($order | split(" ") | map(select(. as $x | $rows | map(.variant) | index([$x]))))[] as $v | ($rows | map(select(.variant == $v))) as $r
 	         | "| \($v) | \($r | cell("rss_per_conn_kb")) | \(ratio($r | med("rss_per_conn_kb"); $fl | med("rss_per_conn_kb"))) | \($r | cell("server_cpu_conn_us")) |"]
 	        | join("\n"))]
 	+ [($all | map(select(.mode == "throughput")) | map(.conns) | unique)[] as $n
 	   | ($all | map(select(.mode == "throughput" and .conns == $n))) as $rows
 	   | ($rows | map(select(.variant == "floor"))) as $fl
 	   | "### Flat-out fan-out, \($n) subscribers\n\n| variant | deliveries/s | ratio to the floor | server CPU per delivery, µs | ratio to the floor | lost | other_cpu_cores |\n|---|---|---|---|---|---|---|\n"
-	     + ([($rows | map(.variant) | unique)[] as $v | ($rows | map(select(.variant == $v))) as $r
+	     + ([($order | split(" ") | map(select(. as $x | $rows | map(.variant) | index([$x]))))[] as $v | ($rows | map(select(.variant == $v))) as $r
 	         | "| \($v) | \($r | cell("msgs_per_s")) | \(ratio($r | med("msgs_per_s"); $fl | med("msgs_per_s"))) | \($r | cell("server_cpu_msg_us")) | \(ratio($r | med("server_cpu_msg_us"); $fl | med("server_cpu_msg_us"))) | \([$r[] | .lost] | add) | \($r | cell("other_cpu_cores")) |"]
 	        | join("\n"))]
 	| join("\n\n")
 	+ ([$all[] | select(.error != "" and .error != null) | "\n\n- problem in \(.variant) \(.mode) \(.conns): \(.error)"] | join(""))
-	' "$results"
+	' --arg order "${variants[*]}" "$results"
 } >"$md"
 cp "$results" "bench/results/idle-$stamp.jsonl"
 cat "$md"
