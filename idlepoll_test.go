@@ -338,3 +338,30 @@ func readFrame(t *testing.T, br *bufio.Reader) wire {
 	w.raw = b
 	return w
 }
+
+// Should waiting on the epoll instance ever fail, the poller wakes every parked connection
+// and refuses new ones, which then wait in a goroutine each: nothing is left parked where
+// nobody looks.
+func TestIdlePollerFailureFallsBack(t *testing.T) {
+	const n = 30
+	ts := startServer(t, Config{})
+	clients := dialSubscribed(t, ts, n, "t")
+	waitFor(t, "every connection to park", func() bool { return parkedConns(ts.m) == n })
+	p := ts.m.idlePoller()
+	p.file.Close() // what a failing epoll_wait would do to the wait loop
+	<-p.done
+	if got := parkedConns(ts.m); got != 0 {
+		t.Fatalf("%d connections still parked on a stopped poller", got)
+	}
+	for round := 0; round < 2; round++ {
+		for i, c := range clients {
+			id := fmt.Sprintf("ping-%d-%d", round, i)
+			if w := c.request(TypePing, map[string]any{}, id); w.Type != TypePong {
+				t.Fatalf("client %d: PING answered with %s", i, w.raw)
+			}
+		}
+	}
+	if got := parkedConns(ts.m); got != 0 {
+		t.Errorf("%d connections parked on a stopped poller", got)
+	}
+}

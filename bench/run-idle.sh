@@ -9,6 +9,7 @@
 #   BEFORE=3a85ac7 bench/run-idle.sh       # also that commit's server, built from git
 #   BEFORE="3a85ac7 cb95e6e" bench/run-idle.sh   # several commits: one variant each
 #   TP=1 bench/run-idle.sh                 # also flat-out fan-out at 1k and 10k subscribers
+#   SIZES= TP=1 bench/run-idle.sh          # fan-out only
 #   ALT_FLAGS="--read-buffer-size 256" bench/run-idle.sh   # also the server with these flags
 #
 # Settings (environment): REPEATS (3), SIZES ("10000 1000"), SETTLE (5s), BEFORE (none),
@@ -25,12 +26,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 REPEATS=${REPEATS:-3}
-SIZES=${SIZES:-"10000 1000"}
+SIZES=${SIZES-"10000 1000"}
 SETTLE=${SETTLE:-5s}
 BEFORE=${BEFORE:-}
 ALT_FLAGS=${ALT_FLAGS:-}
 TP=${TP:-0}
-TP_SIZES=${TP_SIZES:-"1000 10000"}
+TP_SIZES=${TP_SIZES-"1000 10000"}
 DURATION=${DURATION:-10s}
 WINDOW=${WINDOW:-16}
 SERVER_FLAGS=${SERVER_FLAGS:-}
