@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -363,5 +364,32 @@ func TestIdlePollerFailureFallsBack(t *testing.T) {
 	}
 	if got := parkedConns(ts.m); got != 0 {
 		t.Errorf("%d connections parked on a stopped poller", got)
+	}
+}
+
+// Compressed connections park and wake like the others, and what a context-takeover client
+// compresses against its earlier messages still decodes after the connection has parked in
+// between (the decompressor's window is the library's, kept across readers).
+func TestIdlePollerCompressedConnections(t *testing.T) {
+	for _, mode := range []struct {
+		name   string
+		server CompressionMode
+		client websocket.CompressionMode
+	}{
+		{"no-context-takeover", CompressionNoContextTakeover, websocket.CompressionNoContextTakeover},
+		{"context-takeover", CompressionContextTakeover, websocket.CompressionContextTakeover},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := startServer(t, Config{Compression: mode.server, CompressionThreshold: 64})
+			c, _ := spMustDial(t, ts, spDialOpts{compression: mode.client})
+			big := strings.Repeat("abcdefgh", 200) // well above every compression threshold
+			for i := 0; i < 3; i++ {
+				waitFor(t, "the connection to park", func() bool { return parkedConns(ts.m) == 1 })
+				id := fmt.Sprintf("%s-%d", big, i)
+				if w := c.request(TypePing, map[string]any{}, id); w.CorrelationID != id {
+					t.Fatalf("round %d: got %.100s", i, w.raw)
+				}
+			}
+		})
 	}
 }
