@@ -104,14 +104,16 @@ type Config struct {
 	// after this many rejected messages, refilled at one per second. Default 20.
 	RateLimitStrikes int
 
-	// ReadBufferSize is the size of a connection's socket read buffer. Default 512 bytes;
-	// larger messages are read straight into their own memory.
+	// ReadBufferSize is the size of a connection's socket read buffer while it reads. Default
+	// 512 bytes; larger messages are read straight into their own memory. On plain TCP
+	// sockets an idle connection lends its buffer back to a pool and keeps 16 bytes.
 	ReadBufferSize int
 	// WriteBufferSize is the size of a connection's own write buffer. Messages written from
 	// the send queue are gathered per batch into a pooled buffer and sent with one write
 	// system call whatever this size; it matters only for the frames the WebSocket library
-	// writes by itself (pongs, close). Default 256 bytes. Both buffers live as long as the
-	// connection, so they weigh on memory per connection.
+	// writes by itself (pongs, close), which a small buffer sends in two writes rather than
+	// one. Default 64 bytes, the minimum: it lives as long as the connection, so it weighs
+	// on memory per connection.
 	WriteBufferSize int
 
 	// Compression enables permessage-deflate for clients that offer it. Default
@@ -211,7 +213,7 @@ func (c Config) WithDefaults() Config {
 	}
 	c.RateLimitStrikes = orInt(c.RateLimitStrikes, 20)
 	c.ReadBufferSize = orInt(c.ReadBufferSize, 512)
-	c.WriteBufferSize = orInt(c.WriteBufferSize, 256)
+	c.WriteBufferSize = orInt(c.WriteBufferSize, 64)
 	if c.ReadBufferSize < 64 {
 		c.ReadBufferSize = 64
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,43 +23,52 @@ var background = context.Background()
 
 // Conn is one live client connection. Its methods are safe for concurrent use.
 //
-// A connection has one goroutine reading from its socket and, only while something is
-// queued for it, one goroutine writing; messages sent to it go through a bounded queue, so a
-// slow client never blocks the sender (it is closed with 1013 instead).
+// A connection has a goroutine reading from its socket only while the client is sending
+// (idle.go) and, only while something is queued for it, one goroutine writing; messages sent
+// to it go through a bounded queue, so a slow client never blocks the sender (it is closed
+// with 1013 instead).
 type Conn struct {
 	id       string
 	m        *Manager
 	ep       *endpoint
 	ws       *websocket.Conn
 	remoteIP string
-
-	state    stateBox
 	identity atomic.Pointer[auth.Identity]
 	gate     atomic.Pointer[inboxGate] // while the user's inbox is being delivered (inbox_login.go)
+
+	// The small fields are packed together: an idle server holds one Conn per client.
+	state    stateBox
+	batch    bool // negotiated SubprotocolV1Batch
+	gone     bool // unregistered: no new subscriptions; guarded by subMu
+	prefixed bool // the client's first bytes came with the handshake (idle.go)
 
 	// Send queue, guarded by mu.
 	mu           sync.Mutex
 	queue        [][]byte
-	writing      bool
-	closeReq     bool      // a close was requested; nothing more is queued
-	slack        int32     // frames a recovery queued beyond SendQueueSize, until the writer takes them
-	rec          *recovery // subscriptions being set up with history (history_subscribe.go)
 	closeCode    int
 	closeReason  string
 	authFailures int
-	handlers     *Router // per-connection handlers, created on first use
+	handlers     *Router   // per-connection handlers, created on first use
+	rec          *recovery // subscriptions being set up with history (history_subscribe.go)
+	slack        int32     // frames a recovery queued beyond SendQueueSize, until the writer takes them
+	writing      bool
+	closeReq     bool // a close was requested; nothing more is queued
+
+	// Idle read side (idle.go), guarded by mu: parked means no goroutine reads the socket and
+	// the idle poller watches it, in slot pslot-1 (0: none) of generation pgen. (Next to
+	// the bools above, so that they share one word.)
+	parked bool
+	pslot  uint32
+	pgen   uint32
 
 	// Subscriptions, guarded by subMu (taken before any registry lock).
 	subMu sync.Mutex
 	subs  []string
-	gone  bool // unregistered: no new subscriptions
 
-	nc   net.Conn        // the hijacked network connection, for closeTransport
+	sock sockConn        // the hijacked network connection (idle.go)
 	cork corkWriter      // gathers a batch's frames into one write, when leanWriter set it up
-	br   *bufio.Reader   // the socket's read buffer when leanWriter provided it
-	raw  syscall.RawConn // the socket, for waitReadable; nil when unavailable
-
-	batch bool // negotiated SubprotocolV1Batch
+	br   *bufio.Reader   // the socket's read buffer when leanWriter provided it (readbuf.go)
+	raw  syscall.RawConn // the socket, for the idle read side (idle.go); nil when unavailable
 
 	limiter *rate.Limiter
 	strikes *rate.Limiter // rejected messages; created on the first one
@@ -410,8 +418,8 @@ func (c *Conn) kill(code int, reason string) {
 // that has stopped reading cannot hold anything up; the library's own goroutines see the
 // closed socket and end.
 func (c *Conn) closeTransport() {
-	if c.nc != nil {
-		_ = c.nc.Close()
+	if c.sock.Conn != nil {
+		_ = c.sock.Close()
 		return
 	}
 	c.m.wg.Add(1)
@@ -445,24 +453,10 @@ func (c *Conn) setState(to State) bool {
 	return true
 }
 
-// readLoop is the connection's read side. On sockets that support waitReadable it runs in
-// two alternating goroutines: an idle one that only waits for the client to send something
-// (a shallow call chain that never grows its stack past the minimum), and a busy one that
-// reads and handles messages (whose stack grows as handlers need) and hands back to a fresh
-// idle one once nothing is left to read. An idle connection thus keeps only a minimal
-// stack, however deep its last message's handling went. The manager's WaitGroup counts the
-// read side once, from the upgrade to finish.
-func (c *Conn) readLoop() {
-	if c.raw == nil {
-		c.readMessages()
-		return
-	}
-	c.waitReadable()
-	go c.readMessages()
-}
-
-// readMessages reads and handles messages until none is waiting (then it starts an idle
-// readLoop and returns) or the connection ends (then it unregisters the connection).
+// readMessages reads and handles messages until none is waiting (then it hands the idle
+// connection over, see rest in idle.go, and returns) or the connection ends (then it
+// unregisters the connection). Its stack grows as the handlers need; exiting when idle gives
+// it back.
 func (c *Conn) readMessages() {
 	var err error
 	for {
@@ -481,12 +475,12 @@ func (c *Conn) readMessages() {
 		if c.state.load().Live() && c.allow() {
 			c.ep.protocol.OnMessage(c.m.ctx, c, data, typ == websocket.MessageBinary)
 		} // else closing: drain what the client still sends
-		if c.raw != nil && c.idle() {
-			go c.readLoop()
+		if c.raw != nil && c.idle() && c.rest() {
 			return
 		}
 	}
 	c.finish(err)
+	c.releaseIdle()
 	c.m.wg.Done()
 }
 

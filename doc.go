@@ -28,8 +28,10 @@
 //
 // Each Conn moves through the states of State (CONNECTING → CONNECTED → AUTHENTICATING →
 // AUTHENTICATED → DISCONNECTING → DISCONNECTED, or ERROR) along a fixed transition table
-// (CanTransition). A connection has one goroutine reading its socket and, only while
-// messages are queued for it, one writing. Sends never block: each connection has a bounded
+// (CanTransition). A connection has a goroutine reading its socket only while the client
+// is sending (an idle connection waits in one shared epoll instance on Linux, in a small
+// waiting goroutine elsewhere) and, only while messages are queued for it, one writing.
+// Sends never block: each connection has a bounded
 // queue, and a client that cannot keep up is closed with 1013 rather than slowing anyone
 // else. One sweeper goroutine per Manager sends keepalive PINGs and enforces the pong,
 // authentication and token-expiry deadlines of every connection.

@@ -26,7 +26,9 @@ import (
 // several endpoints in different wire formats (see Endpoint); a broadcast reaches the
 // clients of all of them.
 //
-// A Manager starts one background goroutine (the keepalive sweeper); Shutdown stops it.
+// A Manager starts one background goroutine (the keepalive sweeper) and, on Linux, another
+// for its idle connections when the first one connects (idlepoll_linux.go); Shutdown stops
+// them.
 type Manager struct {
 	cfg    Config
 	router *Router
@@ -48,6 +50,10 @@ type Manager struct {
 
 	nodeID  string       // Config.NodeID, or a random UUID
 	cluster ClusterStore // nil on a single node (cluster.go)
+
+	idleOnce sync.Once   // starts idle
+	idle     *idlePoller // watches idle connections' sockets; nil when unavailable (idle.go)
+	readers  sync.Pool   // *bufio.Reader of Config.ReadBufferSize, lent to readers (readbuf.go)
 }
 
 // New returns a Manager configured by cfg (see Config for the defaults).
@@ -353,7 +359,7 @@ func (ep *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f(c)
 	}
 	started = true
-	go c.readLoop()
+	c.startReading()
 	if m.closed.Load() {
 		// Shutdown began while this connection was being set up and may have missed it.
 		c.Close(CloseGoingAway, "server shutting down")
@@ -428,6 +434,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.cancel()
 	<-m.sweep
 	m.leaveCluster(ctx)
+	m.stopIdlePoller()
 	if cerr := m.broker.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

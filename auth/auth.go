@@ -12,6 +12,7 @@ type Identity struct {
 	UserID string
 	// Claims holds every claim of the token, as decoded by encoding/json:
 	// numbers are float64, objects are map[string]any and arrays are []any.
+	// It is nil when the authenticator leaves it out (JWTConfig.OmitClaims).
 	Claims map[string]any
 	// ExpiresAt is when the credentials stop being valid. The zero value
 	// means they never expire.

@@ -308,6 +308,32 @@ func TestJWTClaimsPassThrough(t *testing.T) {
 	}
 }
 
+// OmitClaims leaves Claims out and nothing else: the user, the expiry and the checks are
+// those of the default configuration.
+func TestJWTOmitClaims(t *testing.T) {
+	k := keys()
+	cfg := allKeysConfig()
+	cfg.OmitClaims = true
+	a, err := auth.NewJWT(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.Authenticate(t.Context(), sign(t, jwt.SigningMethodES256, k.ec256, claims(map[string]any{"role": "admin"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Claims != nil {
+		t.Errorf("Claims = %v, want nil", id.Claims)
+	}
+	if id.UserID != "u1" || !id.ExpiresAt.Equal(testNow.Add(time.Hour).Truncate(time.Second)) {
+		t.Errorf("identity %+v, want user u1 expiring at %v", id, testNow.Add(time.Hour))
+	}
+	expired := claims(map[string]any{"exp": testNow.Add(-time.Hour).Unix()})
+	if _, err := a.Authenticate(t.Context(), sign(t, jwt.SigningMethodES256, k.ec256, expired)); !errors.Is(err, auth.ErrTokenExpired) {
+		t.Errorf("expired token: %v, want ErrTokenExpired", err)
+	}
+}
+
 func TestZeroJWTRejects(t *testing.T) {
 	var a auth.JWT
 	if _, err := a.Authenticate(t.Context(), "a.b.c"); !errors.Is(err, auth.ErrTokenInvalid) {

@@ -516,10 +516,10 @@ func serveCLI(o *options, getenv func(string) (string, bool)) (c *cli, devSet *b
 		"rate-limited messages (refilled at one per second) before a connection is closed with 1008",
 		"20", "never close")
 	c.intLimit(&cfg.ReadBufferSize, "read-buffer-size",
-		"bytes of socket read buffer per connection (larger messages bypass it)", "512", "")
+		"bytes of socket read buffer per connection while it reads (larger messages bypass it)", "512", "")
 	c.intLimit(&cfg.WriteBufferSize, "write-buffer-size",
 		"bytes of write buffer per connection for frames the WebSocket library writes itself "+
-			"(pongs, close); queued messages are gathered per batch into one write regardless", "256", "")
+			"(pongs, close); queued messages are gathered per batch into one write regardless", "64", "")
 	c.durationLimit(&cfg.PingInterval, "ping-interval", "how often the server sends PING to each connection", "25s", "off")
 	c.durationLimit(&cfg.PongTimeout, "pong-timeout",
 		"a connection that sends nothing this long after a server PING is closed with 1008", "10s", "")
