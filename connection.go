@@ -246,16 +246,24 @@ func (c *Conn) enqueueTopic(pub *Message, frame []byte) enqueueResult {
 		return queueFull
 	}
 	c.queue = append(c.queue, frame)
-	start := !c.writing
-	if start {
-		c.writing = true
-		c.m.wg.Add(1)
-	}
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
 	}
 	return enqueued
+}
+
+// claimWriterLocked reports whether the caller must start the writer goroutine for what it
+// has just queued, and counts that goroutine in the manager's group. The caller holds c.mu
+// and the read side has not finished, so the group cannot be at zero (Shutdown's Wait).
+func (c *Conn) claimWriterLocked() bool {
+	if c.writing || len(c.queue) == 0 && !c.closeReq {
+		return false
+	}
+	c.writing = true
+	c.m.wg.Add(1)
+	return true
 }
 
 // writeLoop drains the send queue, then exits; enqueue starts it again when needed. After a
@@ -367,11 +375,7 @@ func (c *Conn) closeWith(code int, reason string, disconnect bool) {
 	if frame != nil {
 		c.queue = append(c.queue, frame)
 	}
-	start := !c.writing
-	if start {
-		c.writing = true
-		c.m.wg.Add(1)
-	}
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
 	c.toDisconnecting()
 	if start {

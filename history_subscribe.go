@@ -332,11 +332,7 @@ func (c *Conn) queueRecovery(reply []byte, replyType string, plans []recoveryPla
 		c.releaseLocked(&plans[i])
 	}
 	c.slack += int32(len(c.queue) - before)
-	start := !c.writing && len(c.queue) > 0
-	if start {
-		c.writing = true
-		c.m.wg.Add(1) // under mu, as in enqueue: the connection has not finished
-	}
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()

@@ -168,11 +168,7 @@ func (c *Conn) enqueueRun(frames [][]byte) bool {
 		return true
 	}
 	c.queue = append(c.queue, frames...)
-	start := !c.writing
-	if start {
-		c.writing = true
-		c.m.wg.Add(1)
-	}
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
