@@ -195,6 +195,11 @@ func New(opts Options) (*Broker, error) {
 		nats.ReconnectWait(time.Second),
 		nats.ReconnectJitter(500*time.Millisecond, time.Second),
 		nats.DrainTimeout(opts.DrainTimeout),
+		// The client's own default pings every 2 minutes: a connection that dies silently (a
+		// partition without RST) would take publications for minutes without an error. As
+		// the Redis broker does for its idle Pub/Sub connections, ping every 15 s.
+		nats.PingInterval(15 * time.Second),
+		nats.MaxPingsOutstanding(2),
 	}
 	for _, o := range append(defaults, opts.NATSOptions...) {
 		if o == nil {
