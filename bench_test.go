@@ -177,7 +177,7 @@ func benchDrain(c *Conn) int {
 func BenchmarkFanoutAllocs(b *testing.B) {
 	const drainEvery = 64
 	for _, kind := range []string{"publish", "broadcast"} {
-		for _, subs := range []int{1000, 10000} {
+		for _, subs := range []int{1, 100, 1000, 10000, 100000} {
 			b.Run(fmt.Sprintf("%s/subs=%d", kind, subs), func(b *testing.B) {
 				m := New(Config{SendQueueSize: -1, PingInterval: -1})
 				conns := make([]*Conn, subs)
