@@ -31,43 +31,11 @@ BIG_PAYLOAD=${BIG_PAYLOAD:-1024}
 IDLE_10K=${IDLE_10K:-0}
 port=${PORT_BASE:-23000}
 
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-	if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -KILL "$server_pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "$@" >&2; }
-
-log "building into $tmp"
-go build -o "$tmp/switchboard" ./cmd/switchboard || exit 1
-go build -o "$tmp/floor" ./bench/floor || exit 1
-go build -o "$tmp/loadgen" ./bench/loadgen || exit 1
+. bench/lib.sh
 if ! "$tmp/switchboard" --help 2>&1 | grep -q -- '--compression '; then
 	log "this switchboard has no --compression flag"
 	exit 1
 fi
-
-secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-apikey=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-token=$("$tmp/switchboard" token --user bench --ttl 2h --secret "$secret") || exit 1
-sb_flags=(--dev=false --jwt-secret "$secret" --api-key "$apikey" --log-level warn
-	--conn-rate-per-ip -1 --max-conns-per-user -1 --message-rate -1 --send-queue-size 4096)
-
-results=$tmp/results.jsonl
-: >"$results"
-
-next_port() {
-	port=$((port + 1))
-	while ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; do
-		port=$((port + 1))
-	done
-}
 
 # run_one GROUP VARIANT BASELINE TARGET "SERVER FLAGS" LOADGEN FLAGS…: a fresh server, one
 # load generator run, the JSON result tagged with group/variant/baseline appended.

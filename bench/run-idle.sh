@@ -37,23 +37,7 @@ WINDOW=${WINDOW:-16}
 SERVER_FLAGS=${SERVER_FLAGS:-}
 port=${PORT_BASE:-25000}
 
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-	if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -KILL "$server_pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "$@" >&2; }
-
-log "building into $tmp"
-go build -o "$tmp/switchboard" ./cmd/switchboard || exit 1
-go build -o "$tmp/floor" ./bench/floor || exit 1
-go build -o "$tmp/loadgen" ./bench/loadgen || exit 1
+. bench/lib.sh
 variants=(floor)
 befores=
 for rev in $BEFORE; do
@@ -66,23 +50,6 @@ for rev in $BEFORE; do
 done
 variants+=(switchboard)
 [ -n "$ALT_FLAGS" ] && variants+=(alt)
-
-secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-apikey=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-token=$("$tmp/switchboard" token --user bench --ttl 2h --secret "$secret") || exit 1
-# The flags of run-matrix.sh: limits off, a send queue far deeper than the window.
-sb_flags=(--dev=false --jwt-secret "$secret" --api-key "$apikey" --log-level warn
-	--conn-rate-per-ip -1 --max-conns-per-user -1 --message-rate -1 --send-queue-size 4096)
-
-results=$tmp/results.jsonl
-: >"$results"
-
-next_port() {
-	port=$((port + 1))
-	while ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; do
-		port=$((port + 1))
-	done
-}
 
 # run_one VARIANT LOADGEN FLAGS…: a fresh server, one load generator run, the JSON result
 # tagged with the variant appended.

@@ -33,45 +33,7 @@ PAYLOAD=${PAYLOAD:-128}
 STORM=${STORM:-1}
 port=${PORT_BASE:-21000}
 
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-	if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -KILL "$server_pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "$@" >&2; }
-
-log "building into $tmp"
-go build -o "$tmp/switchboard" ./cmd/switchboard || exit 1
-go build -o "$tmp/floor" ./bench/floor || exit 1
-go build -o "$tmp/loadgen" ./bench/loadgen || exit 1
-
-secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-apikey=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-# One user token shared by every client, made by the server's own token command.
-token=$("$tmp/switchboard" token --user bench --ttl 2h --secret "$secret") || exit 1
-
-# The Switchboard server's flags: the per-IP, per-user and per-connection limits off (all
-# clients are one user on a few addresses), and a send queue far deeper than the window,
-# so that flat-out publishing never trips the slow-consumer close.
-sb_flags=(--dev=false --jwt-secret "$secret" --api-key "$apikey" --log-level warn
-	--conn-rate-per-ip -1 --max-conns-per-user -1 --message-rate -1 --send-queue-size 4096)
-
-results=$tmp/results.jsonl
-: >"$results"
-
-# next_port sets port to the next one nobody listens on.
-next_port() {
-	port=$((port + 1))
-	while ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; do
-		port=$((port + 1))
-	done
-}
+. bench/lib.sh
 
 # run_one TARGET MODE CONNS [LOADGEN FLAGS…]: starts a fresh server, runs the load
 # generator against it, stops the server, appends the JSON result.
