@@ -106,17 +106,17 @@ func (c *Conn) dropLocked(h *heldTopic) {
 	}
 }
 
-// holdTopics starts holding back the publications of the topics that have history, and
-// returns their heldTopics. It runs before the topics are registered.
+// holdTopics starts holding back the publications of topics, and returns their heldTopics.
+// It runs before the topics are registered, so that nothing of them is queued before the
+// subscription's reply: for a topic with history, until its history has been read; for any
+// other, until the reply is queued.
 func (c *Conn) holdTopics(topics []string) []*heldTopic {
-	var held []*heldTopic
-	for _, t := range topics {
-		if _, ok := c.m.hist.rule(t); ok {
-			held = append(held, &heldTopic{topic: t})
-		}
-	}
-	if len(held) == 0 {
+	if len(topics) == 0 {
 		return nil
+	}
+	held := make([]*heldTopic, len(topics))
+	for i, t := range topics {
+		held[i] = &heldTopic{topic: t}
 	}
 	c.mu.Lock()
 	if c.rec == nil {
@@ -213,6 +213,11 @@ func (c *Conn) subscribeWith(ctx context.Context, opts SubscribeOptions, topics 
 	var res SubscribeResult
 	plans := make([]recoveryPlan, 0, len(held))
 	for _, h := range held {
+		if _, ok := c.m.hist.rule(h.topic); !ok {
+			// No history: nothing to read; the held publications follow the reply.
+			plans = append(plans, recoveryPlan{held: h})
+			continue
+		}
 		plans = append(plans, c.planRecovery(ctx, h, opts.Recover, &res))
 	}
 	for _, t := range fresh { // asked to recover a topic without history: not recovered
@@ -367,7 +372,7 @@ func (c *Conn) releaseLocked(p *recoveryPlan) {
 		c.queue = append(c.queue, f.frame)
 	}
 	h.frames = nil
-	if c.m.hist.ordered || !known {
+	if !known || c.m.hist.ordered { // known implies a history read, so hist is set
 		c.dropLocked(h)
 	} else {
 		h.guard, h.last = true, last
