@@ -35,6 +35,9 @@ type SubscribeOptions struct {
 	// publication of the topics subscribed (the default protocol's SUBSCRIBE_SUCCESS). It
 	// may return nil for none.
 	Reply func(SubscribeResult) *Message
+	// ReplyFrame is Reply for a protocol that encodes its own answers: it returns a frame
+	// already in the connection's wire format (nil for none). It is used when Reply is nil.
+	ReplyFrame func(SubscribeResult) []byte
 }
 
 // SubscribeResult reports what SubscribeWith did for the topics it subscribed anew. Topics
@@ -237,6 +240,8 @@ func (c *Conn) subscribeWith(ctx context.Context, opts SubscribeOptions, topics 
 			}
 			replyType = msg.Type
 		}
+	} else if opts.ReplyFrame != nil {
+		reply = opts.ReplyFrame(res) // counted by nobody, like SendFrame
 	}
 	c.queueRecovery(reply, replyType, plans)
 	return res, fresh, nil
@@ -342,7 +347,7 @@ func (c *Conn) queueRecovery(reply []byte, replyType string, plans []recoveryPla
 	if start {
 		go c.writeLoop()
 	}
-	if reply != nil {
+	if reply != nil && replyType != "" {
 		c.m.onMessagesOut(replyType, 1, len(reply))
 	}
 	for _, p := range plans {

@@ -149,12 +149,15 @@ func (p *protocol) handle(ctx context.Context, c *switchboard.Conn, raw []byte, 
 	if bytes.Equal(params, []byte("null")) {
 		params = nil
 	}
-	var answer func(result any) // sends the response at once
+	// answer builds the response for a method that queues it itself, at the moment that
+	// keeps it ahead of what follows (authenticate: the kept inbox messages; subscribe: the
+	// topic's pushes), and marks the request answered.
+	var answer func(result any) []byte
 	answered := false
 	if single && id != nil {
-		answer = func(result any) {
-			p.send(c, p.resultResponse(c, method, id, result))
+		answer = func(result any) []byte {
 			answered = true
+			return p.resultResponse(c, method, id, result)
 		}
 	}
 	result, err := p.call(ctx, c, method, params, answer)
@@ -186,8 +189,8 @@ func (p *protocol) resultResponse(c *switchboard.Conn, method string, id json.Ra
 }
 
 // call runs a method, recovering panics. answer, when not nil, may be used by authenticate
-// to send its result before it returns.
-func (p *protocol) call(ctx context.Context, c *switchboard.Conn, method string, params json.RawMessage, answer func(any)) (result any, err error) {
+// and subscribe to queue their result before they return.
+func (p *protocol) call(ctx context.Context, c *switchboard.Conn, method string, params json.RawMessage, answer func(any) []byte) (result any, err error) {
 	if method != MethodAuthenticate && p.m.Config().RequireAuth && c.Identity() == nil {
 		return nil, NewError(CodeUnauthorized, "unauthorized", "authenticate first")
 	}
@@ -198,7 +201,9 @@ func (p *protocol) call(ctx context.Context, c *switchboard.Conn, method string,
 			return p.authenticate(ctx, c, params, answer)
 		}
 	case MethodSubscribe:
-		h = p.subscribe
+		h = func(ctx context.Context, c *switchboard.Conn, params json.RawMessage) (any, error) {
+			return p.subscribe(ctx, c, params, answer)
+		}
 	case MethodUnsubscribe:
 		h = p.unsubscribe
 	default:
@@ -292,14 +297,14 @@ func stringParam(params json.RawMessage, name string) (string, error) {
 // authenticate answers the authenticate method. With answer set, the result is sent as soon
 // as the connection is authenticated, before the messages kept in the user's inbox, which
 // follow it at once: a client can set up its handlers when the call returns.
-func (p *protocol) authenticate(ctx context.Context, c *switchboard.Conn, params json.RawMessage, answer func(any)) (any, error) {
+func (p *protocol) authenticate(ctx context.Context, c *switchboard.Conn, params json.RawMessage, answer func(any) []byte) (any, error) {
 	token, err := stringParam(params, "token")
 	if err != nil {
 		return nil, err
 	}
 	var opts switchboard.AuthenticateOptions
 	if answer != nil {
-		opts.Answer = func(id *auth.Identity) { answer(authResult(id)) }
+		opts.Answer = func(id *auth.Identity) { p.send(c, answer(authResult(id))) }
 	}
 	id, err := c.AuthenticateWith(ctx, token, opts)
 	if err != nil {
@@ -338,12 +343,18 @@ func authReason(err error) string {
 	return auth.Reason(err)
 }
 
-func (p *protocol) subscribe(ctx context.Context, c *switchboard.Conn, params json.RawMessage) (any, error) {
+// subscribe answers the subscribe method. With answer set, the result is queued before any
+// push of the topic, so the client has the subscription id before the first notification.
+func (p *protocol) subscribe(ctx context.Context, c *switchboard.Conn, params json.RawMessage, answer func(any) []byte) (any, error) {
 	topic, err := stringParam(params, "topic")
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Subscribe(ctx, topic); err != nil {
+	var opts switchboard.SubscribeOptions
+	if answer != nil {
+		opts.ReplyFrame = func(switchboard.SubscribeResult) []byte { return answer(SubscriptionID(topic)) }
+	}
+	if _, err := c.SubscribeWith(ctx, opts, topic); err != nil {
 		var se *switchboard.SubscribeError
 		if !errors.As(err, &se) {
 			return nil, err
