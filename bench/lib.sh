@@ -1,7 +1,8 @@
 # lib.sh: what the bench scripts share. Sourced (not run) from the repository root, after
 # the script has set `port` to its first port: a temporary directory with the switchboard,
 # floor and loadgen binaries, cleanup on exit, a JWT secret, an API key and one user token,
-# the server flags every comparison uses, an empty results file, and next_port.
+# the server flags every comparison uses, an empty results file, next_port, busy_cores and
+# commit_label.
 
 tmp=$(mktemp -d)
 server_pid=
@@ -41,4 +42,21 @@ next_port() {
 	while ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; do
 		port=$((port + 1))
 	done
+}
+
+# busy_cores SECONDS: how many cores the machine keeps busy over that time (from /proc/stat).
+busy_cores() {
+	local a b
+	a=$(head -1 /proc/stat)
+	sleep "$1"
+	b=$(head -1 /proc/stat)
+	echo "$a $b" | awk -v s="$1" '{ n = (NF - 2) / 2; for (i = 2; i <= n + 1; i++) { d = $(i + n + 1) - $i; if (i != 5 && i != 6 && i < 10) busy += d } printf "%.2f", busy / 100 / s }'
+}
+
+# commit_label prints the commit measured, and says so when the tree has uncommitted changes.
+commit_label() {
+	local c
+	c=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+	[ -n "$(git status --porcelain 2>/dev/null)" ] && c="$c (with uncommitted changes)"
+	echo "$c"
 }

@@ -110,8 +110,7 @@ elapsed=$(($(date +%s) - started))
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p bench/results
 md=bench/results/extras-$stamp.md
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -n "$(git status --porcelain 2>/dev/null)" ] && commit="$commit (with uncommitted changes)"
+commit=$(commit_label)
 {
 	echo "# Batching and compression, $(date '+%Y-%m-%d %H:%M')"
 	echo

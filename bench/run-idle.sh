@@ -103,13 +103,6 @@ each_variant() {
 	done
 }
 
-busy_cores() {
-	local a b
-	a=$(head -1 /proc/stat)
-	sleep "$1"
-	b=$(head -1 /proc/stat)
-	echo "$a $b" | awk -v s="$1" '{ n = (NF - 2) / 2; for (i = 2; i <= n + 1; i++) { d = $(i + n + 1) - $i; if (i != 5 && i != 6 && i < 10) busy += d } printf "%.2f", busy / 100 / s }'
-}
 quiet_before=$(busy_cores 2)
 log "machine busy before the runs: $quiet_before cores"
 
@@ -131,8 +124,7 @@ quiet_after=$(busy_cores 2)
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p bench/results
 md=bench/results/idle-$stamp.md
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -n "$(git status --porcelain 2>/dev/null)" ] && commit="$commit (with uncommitted changes)"
+commit=$(commit_label)
 {
 	echo "# Idle memory against the floor, $(date '+%Y-%m-%d %H:%M')"
 	echo

@@ -90,14 +90,6 @@ pair() {
 	fi
 }
 
-# busy_cores SECONDS: how many cores the machine keeps busy over that time (from /proc/stat).
-busy_cores() {
-	local a b
-	a=$(head -1 /proc/stat)
-	sleep "$1"
-	b=$(head -1 /proc/stat)
-	echo "$a $b" | awk -v s="$1" '{ n = (NF - 2) / 2; for (i = 2; i <= n + 1; i++) { d = $(i + n + 1) - $i; if (i != 5 && i != 6 && i < 10) busy += d } printf "%.2f", busy / 100 / s }'
-}
 quiet_before=$(busy_cores 2)
 log "machine busy before the runs: $quiet_before cores"
 
@@ -120,10 +112,7 @@ quiet_after=$(busy_cores 2)
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p bench/results
 md=bench/results/matrix-$stamp.md
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
-	commit="$commit (with uncommitted changes)"
-fi
+commit=$(commit_label)
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //')
 {
 	echo "# Switchboard vs floor, $(date '+%Y-%m-%d %H:%M')"
